@@ -1,0 +1,45 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.container import Services, build
+from api.routers import auth, participants, users
+
+ROUTERS = [auth.router, participants.router, users.router]
+
+
+def create_app(services: Services | None = None) -> FastAPI:
+    """Build the API. Without ``services``, they are built from the environment at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        owned = services is None
+        app.state.services = services or build()
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.services.close()
+
+    app = FastAPI(
+        title="trialaudit",
+        version="0.1.0",
+        summary="Event-sourced, regulatory-grade audit trail for NCT05214014",
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+    errors.install(app)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

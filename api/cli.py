@@ -1,0 +1,130 @@
+"""The ``trialaudit`` command line."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.container import build, setup_store
+from domain.audit import Actor
+from domain.errors import DomainError, InvalidInput
+from infrastructure.settings import Settings
+from infrastructure.store import StoreConfigError
+
+cli = typer.Typer(help="trialaudit: the audited record of NCT05214014", no_args_is_help=True, add_completion=False)
+users_cli = typer.Typer(help="User accounts (never deleted or reused)", no_args_is_help=True)
+cli.add_typer(users_cli, name="users")
+err = Console(stderr=True)
+out = Console()
+
+
+def cli_actor() -> Actor:
+    """Who is at the console: the operating-system user on this host, acting as an administrator."""
+    user = getpass.getuser()
+    host = socket.gethostname()
+    return Actor(user_id=f"os:{user}@{host}", username=user, full_name=f"{user} (command line on {host})", role="admin", site="*")
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as e:  # pydantic ValidationError: say which variable is wrong
+        fail(f"invalid TRIALAUDIT_* setting: {e}")
+
+
+@cli.command()
+def setup() -> None:
+    """Create the store's tables, append-only triggers and keys (run once before several workers)."""
+    s = settings()
+    try:
+        setup_store(s)
+    except StoreConfigError as e:
+        fail(str(e))
+    out.print(f"store ready: {s.database_url}")
+
+
+@cli.command()
+def serve(
+    host: str = typer.Option(os.environ.get("HOST", "127.0.0.1"), help="Address to listen on"),
+    port: int = typer.Option(int(os.environ.get("PORT", "8000")), help="Port"),
+    workers: int = typer.Option(1, help="API worker processes (PostgreSQL only; SQLite serves from one process)"),
+) -> None:
+    """Serve the HTTP API (set-up runs first, so one command is enough)."""
+    import uvicorn
+
+    s = settings()
+    try:
+        setup_store(s)
+    except StoreConfigError as e:
+        fail(str(e))
+    if workers > 1 and not s.is_postgres:
+        err.print("[yellow]SQLite serves from one process; use PostgreSQL for several workers.[/yellow]")
+        workers = 1
+    os.environ["TRIALAUDIT_DATABASE_URL"] = s.database_url
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@users_cli.command("add")
+def users_add(
+    username: str,
+    full_name: str = typer.Option(..., "--full-name", help="Printed name, as shown on signatures"),
+    role: str = typer.Option(..., help="admin, investigator, coordinator, monitor, data_manager or inspector"),
+    site: str = typer.Option(..., help="The user's site, or * for roles that see all sites"),
+) -> None:
+    """Add a user; the password is read from standard input (prompted twice on a terminal)."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            fail("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    s = settings()
+    try:
+        setup_store(s)
+        svc = build(s)
+    except StoreConfigError as e:
+        fail(str(e))
+    try:
+        user = svc.app.register_user(
+            cli_actor(), username=username, full_name=full_name, role=role, site=site, password=password, source="cli"
+        )
+    except InvalidInput as e:
+        fail("; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in e.errors))
+    except DomainError as e:
+        fail(e.detail, 1)
+    finally:
+        svc.close()
+    out.print(f"added {user['username']} ({user['role']}, site {user['site']}), id {user['id']}")
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """The register of accounts with their current role, site and state."""
+    svc = build(settings())
+    try:
+        users = svc.app.list_users(cli_actor())
+    finally:
+        svc.close()
+    table = Table("username", "full name", "role", "site", "active", "locked", "created (UTC)")
+    for u in users:
+        table.add_row(u["username"], u["full_name"], u["role"], u["site"], str(u["active"]), str(u["locked"]), u["created_at"])
+    out.print(table)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The composition root: builds the application and its services from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from application.trial import TrialApplication
+from infrastructure import store
+from infrastructure.passwords import Argon2Passwords
+from infrastructure.secrets import from_text, load_or_create
+from infrastructure.settings import Settings
+from infrastructure.tokens import TokenService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    app: TrialApplication
+    tokens: TokenService
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def _allocation_seed(settings: Settings) -> bytes:
+    if settings.allocation_seed:
+        return from_text(settings.allocation_seed)
+    return load_or_create(settings.data_dir / "allocation.seed")
+
+
+def _token_key(settings: Settings) -> bytes:
+    if settings.secret_key:
+        return from_text(settings.secret_key)
+    return load_or_create(settings.data_dir / "token.key")
+
+
+def setup_store(settings: Settings) -> None:
+    """Create the tables, triggers and keys once, before any worker starts (idempotent)."""
+    if settings.is_postgres:
+        store.prepare_postgres(settings.database_url)
+        with store.PostgresSetupLock(settings.database_url):
+            build(settings, create_tables=True).close()
+    else:
+        build(settings, create_tables=True).close()
+
+
+def build(settings: Settings | None = None, *, create_tables: bool = False) -> Services:
+    settings = settings or Settings()
+    env = store.eventsourcing_env(
+        settings.database_url, create_table=create_tables, pool_size=settings.postgres_pool_size
+    )
+    passwords = Argon2Passwords(settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism)
+    app = TrialApplication(
+        env,
+        passwords=passwords,
+        allocation_seed=_allocation_seed(settings),
+        sites=settings.sites,
+        max_failed_logins=settings.max_failed_logins,
+    )
+    return Services(settings=settings, app=app, tokens=TokenService(_token_key(settings), settings.token_ttl_seconds))

@@ -1,0 +1,52 @@
+"""Request dependencies: the services and the authenticated actor."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.container import Services
+from domain.audit import Actor
+from domain.errors import AuthenticationFailed, InvalidInput
+from infrastructure.tokens import TokenError
+
+_bearer = HTTPBearer(auto_error=False, description="A token from POST /auth/token")
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def current_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthenticationFailed("a bearer token is required; get one at POST /auth/token")
+    svc: Services = request.app.state.services
+    try:
+        user_id = svc.tokens.verify(credentials.credentials)
+    except TokenError as e:
+        raise AuthenticationFailed(str(e)) from None
+    return svc.app.actor_for(user_id)
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+def as_of_param(
+    as_of: Annotated[
+        dt.datetime | None,
+        Query(description="An ISO 8601 instant with its zone: the state as recorded at that instant"),
+    ] = None,
+) -> dt.datetime | None:
+    if as_of is not None and as_of.tzinfo is None:
+        raise InvalidInput.one("as_of", "give an instant with its zone, e.g. 2026-03-12T00:00:00Z")
+    return as_of
+
+
+AsOfDep = Annotated[dt.datetime | None, Depends(as_of_param)]

@@ -1,0 +1,182 @@
+"""Request and response models of the HTTP API (separate from the domain events)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.audit import REASON_CODES
+from domain.trial import EXCLUSION_CODES, INCLUSION_CODES, ROLES, SEXES
+
+ReasonCode = Literal[tuple(sorted(REASON_CODES))]  # type: ignore[valid-type]
+
+
+class Command(BaseModel):
+    """Commands refuse unknown fields: who and when are never taken from the client (R1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    expected_version: int | None = Field(
+        default=None, ge=1, description="The version you last read; a stale one answers 409 and changes nothing"
+    )
+
+
+class ScreenParticipant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    screening_number: str = Field(min_length=1, max_length=40, examples=["SCR-001"])
+    site: str = Field(min_length=1, max_length=40, examples=["MINSK"])
+    sex: Literal[tuple(SEXES)] = Field(description="CDISC SEX: F, M or U")  # type: ignore[valid-type]
+    birth_year: int = Field(ge=1900, le=2100)
+
+
+class Eligibility(Command):
+    inclusion: dict[Literal[INCLUSION_CODES], bool]  # type: ignore[valid-type]
+    exclusion: dict[Literal[EXCLUSION_CODES], bool]  # type: ignore[valid-type]
+    reason: str | None = Field(default=None, max_length=2000, description="Required when eligibility is reassessed")
+
+
+class Consent(Command):
+    consent_version: str = Field(min_length=1, max_length=100)
+    signed_on: dt.date
+
+
+class Randomisation(Command):
+    pass
+
+
+class Withdrawal(Command):
+    reason: str = Field(max_length=2000)
+
+
+class Correction(Command):
+    field: str = Field(min_length=1, max_length=100, examples=["birth_year"])
+    new_value: Any = Field(description="The corrected value, of the field's type")
+    reason: str = Field(max_length=2000, description="Why the value changes (mandatory, R5)")
+    reason_code: ReasonCode | None = None  # type: ignore[valid-type]
+    query_id: str | None = Field(default=None, max_length=100, description="The data query this answers (R7)")
+
+
+class Actor(BaseModel):
+    user_id: str
+    username: str
+    full_name: str
+    role: str
+    site: str
+
+
+class Change(BaseModel):
+    field: str
+    old_value: Any = None
+    new_value: Any = None
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    type: str
+    recorded_at: str = Field(description="Server UTC time, ISO 8601 with zone")
+    actor: Actor
+    reason: str | None
+    reason_code: str | None = None
+    source: str | None = None
+    query_id: str | None = None
+    changes: list[Change]
+
+
+class EligibilityAnswers(BaseModel):
+    inclusion: dict[str, bool]
+    exclusion: dict[str, bool]
+
+
+class ParticipantOut(BaseModel):
+    id: str
+    screening_number: str
+    site: str
+    sex: str
+    birth_year: int
+    status: str
+    eligible: bool | None
+    eligibility: EligibilityAnswers | None
+    consent_version: str | None
+    consent_signed_on: str | None
+    arm: str | None
+    allocation_slot: int | None
+    randomised_at: str | None
+    withdrawal_reason: str | None
+    created_at: str
+    modified_at: str
+    version: int
+
+
+class ParticipantResult(ParticipantOut):
+    notification_id: int
+    changes: list[Change] | None = None
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=2, max_length=63)
+    full_name: str = Field(min_length=1, max_length=200)
+    role: Literal[ROLES]  # type: ignore[valid-type]
+    site: str = Field(min_length=1, max_length=40)
+    password: str = Field(min_length=12, max_length=1000)
+
+
+class RoleChange(Command):
+    role: Literal[ROLES]  # type: ignore[valid-type]
+    reason: str = Field(max_length=2000)
+
+
+class SiteChange(Command):
+    site: str = Field(min_length=1, max_length=40)
+    reason: str = Field(max_length=2000)
+
+
+class AccountChange(Command):
+    reason: str = Field(max_length=2000)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    new_password: str = Field(min_length=12, max_length=1000)
+    reason: str = Field(max_length=2000)
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    full_name: str
+    role: str
+    site: str
+    active: bool
+    locked: bool
+    created_at: str
+    version: int
+
+
+class UserResult(UserOut):
+    notification_id: int
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, Any]] | None = None
+
+
+PROBLEMS = {
+    401: {"model": Problem, "description": "No valid bearer token"},
+    403: {"model": Problem, "description": "The role or site does not allow this"},
+    404: {"model": Problem, "description": "Not found"},
+    409: {"model": Problem, "description": "Conflict with the current state or a stale expected_version"},
+    422: {"model": Problem, "description": "Invalid input; `errors` lists each bad field by its path"},
+}

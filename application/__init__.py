@@ -1,0 +1,1 @@
+"""What people DO with trialaudit: one eventsourcing Application with commands and queries."""

@@ -1,0 +1,442 @@
+"""The trialaudit Application: commands and queries over the event-sourced aggregates.
+
+Every method takes the acting user explicitly (never from ambient context, see
+docs/eventsourcing.md §6), checks the access policy, and saves all events of one command in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Recording
+
+from application.ports import PasswordHasher
+from application.views import event_view, participant_view, user_view
+from domain import access
+from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
+from domain.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied, StaleVersion
+from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
+from domain.randomisation import RULE as ALLOCATION_RULE
+from domain.randomisation import AllocationSequence
+from domain.user import LoginAttempt, User, validate_role_site, validate_username
+
+MIN_PASSWORD_LENGTH = 12
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def parse_uuid(value: Any, what: str = "id") -> UUID:
+    try:
+        return value if isinstance(value, UUID) else UUID(str(value))
+    except ValueError:
+        raise NotFound(f"no {what} {value!r}") from None
+
+
+class TrialApplication(Application):
+    name = "trialaudit"
+    env = {
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+    snapshotting_intervals = {User: 200, Participant: 200}
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        passwords: PasswordHasher,
+        allocation_seed: bytes,
+        sites: dict[str, str],
+        max_failed_logins: int = 5,
+    ):
+        super().__init__(env)
+        self.passwords = passwords
+        self._allocation_seed = allocation_seed
+        self.sites = dict(sites)
+        self.max_failed_logins = max_failed_logins
+        self._saved_listeners: list[Callable[[list[Recording]], None]] = []
+        self._dummy_hash: str | None = None
+        self._dummy_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    def add_saved_listener(self, listener: Callable[[list[Recording]], None]) -> None:
+        """Called after each successful save (projections catch up from here)."""
+        self._saved_listeners.append(listener)
+
+    def _notify(self, recordings: list[Recording]) -> None:
+        for listener in self._saved_listeners:
+            listener(recordings)
+
+    def _save(self, *aggregates: Any) -> int:
+        """Save all pending events of a command atomically; return the last notification id."""
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError:
+            raise Conflict(
+                "the record was changed by someone else at the same moment; reload it and try again"
+            ) from None
+        return recordings[-1].notification.id if recordings else 0
+
+    def _get(self, cls: type, aggregate_id: Any, what: str):
+        try:
+            aggregate = self.repository.get(parse_uuid(aggregate_id, what))
+        except AggregateNotFoundError:
+            raise NotFound(f"no {what} with id {aggregate_id}") from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(f"no {what} with id {aggregate_id}")
+        return aggregate
+
+    @staticmethod
+    def _check_version(aggregate: Any, expected_version: int | None) -> None:
+        if expected_version is not None and expected_version != aggregate.version:
+            raise StaleVersion(expected_version, aggregate.version)
+
+    def _check_site(self, site: Any) -> str:
+        if site not in self.sites:
+            raise InvalidInput.one("site", f"unknown site; known sites: {', '.join(sorted(self.sites))}")
+        return site
+
+    # ------------------------------------------------------------------ users
+    def register_user(
+        self,
+        actor: Actor,
+        *,
+        username: Any,
+        full_name: Any,
+        role: Any,
+        site: Any,
+        password: Any,
+        source: str = "api",
+    ) -> dict[str, Any]:
+        access.require(actor, "user.manage")
+        errors = []
+        for check in (
+            lambda: validate_username(username),
+            lambda: validate_role_site(role, site, set(self.sites)),
+            lambda: self._validate_password(password),
+        ):
+            try:
+                check()
+            except InvalidInput as e:
+                errors.extend(e.errors)
+        if errors:
+            raise InvalidInput(errors)
+        username = validate_username(username)
+        if User.id_for(username) in self.repository:
+            raise Conflict(f"the username {username!r} exists (accounts are never deleted or reused)")
+        user = User.register(
+            username=username,
+            full_name=full_name,
+            role=role,
+            site=site,
+            password_hash=self.passwords.hash(password),
+            stamp=make_stamp(actor, source=source),
+        )
+        notification_id = self._save(user)
+        return {**user_view(user), "notification_id": notification_id}
+
+    @staticmethod
+    def _validate_password(password: Any) -> None:
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidInput.one("password", f"a password of at least {MIN_PASSWORD_LENGTH} characters is required")
+
+    def get_user(self, actor: Actor, user_id: Any) -> dict[str, Any]:
+        if str(user_id) != actor.user_id:
+            access.require(actor, "user.read")
+        return user_view(self._get(User, user_id, "user"))
+
+    def user_by_name(self, username: str) -> User | None:
+        try:
+            return self.repository.get(User.id_for(username.strip().lower()))
+        except AggregateNotFoundError:
+            return None
+
+    def list_users(self, actor: Actor) -> list[dict[str, Any]]:
+        """The register of accounts (R22), read from the log of registrations."""
+        access.require(actor, "user.read")
+        topic = User.UserRegistered.TOPIC
+        ids, start = [], 0
+        while True:
+            page = self.recorder.select_notifications(start=start, limit=500, topics=[topic], inclusive_of_start=False)
+            ids.extend(n.originator_id for n in page)
+            if len(page) < 500:
+                break
+            start = page[-1].id
+        return [user_view(self.repository.get(i)) for i in ids]
+
+    def user_history(self, actor: Actor, user_id: Any) -> list[dict[str, Any]]:
+        access.require(actor, "user.read")
+        user = self._get(User, user_id, "user")
+        return [event_view(e) for e in self.events.get(user.id)]
+
+    def _admin_change(self, actor: Actor, user_id: Any, expected_version: int | None, apply: Callable[[User, dict], None]) -> dict:
+        access.require(actor, "user.manage")
+        user = self._get(User, user_id, "user")
+        self._check_version(user, expected_version)
+        apply(user, make_stamp(actor, reason=None))
+        notification_id = self._save(user)
+        return {**user_view(user), "notification_id": notification_id}
+
+    def change_user_role(self, actor: Actor, user_id: Any, *, role: Any, reason: Any, expected_version: int | None = None):
+        def apply(user: User, _: dict) -> None:
+            validate_role_site(role, user.site, set(self.sites))
+            user.change_role(role, make_stamp(actor, reason=reason, reason_required=True))
+
+        return self._admin_change(actor, user_id, expected_version, apply)
+
+    def change_user_site(self, actor: Actor, user_id: Any, *, site: Any, reason: Any, expected_version: int | None = None):
+        def apply(user: User, _: dict) -> None:
+            validate_role_site(user.role, site, set(self.sites))
+            user.change_site(site, make_stamp(actor, reason=reason, reason_required=True))
+
+        return self._admin_change(actor, user_id, expected_version, apply)
+
+    def deactivate_user(self, actor: Actor, user_id: Any, *, reason: Any, expected_version: int | None = None):
+        if str(user_id) == actor.user_id:
+            raise Conflict("you cannot deactivate your own account")
+        return self._admin_change(
+            actor, user_id, expected_version,
+            lambda u, _: u.deactivate(make_stamp(actor, reason=reason, reason_required=True)),
+        )
+
+    def reactivate_user(self, actor: Actor, user_id: Any, *, reason: Any, expected_version: int | None = None):
+        return self._admin_change(
+            actor, user_id, expected_version,
+            lambda u, _: u.reactivate(make_stamp(actor, reason=reason, reason_required=True)),
+        )
+
+    def unlock_user(self, actor: Actor, user_id: Any, *, reason: Any, expected_version: int | None = None):
+        return self._admin_change(
+            actor, user_id, expected_version,
+            lambda u, _: u.unlock(make_stamp(actor, reason=reason, reason_required=True)),
+        )
+
+    def change_password(self, actor: Actor, user_id: Any, *, new_password: Any, reason: Any):
+        if str(user_id) != actor.user_id:
+            access.require(actor, "user.manage")
+        self._validate_password(new_password)
+        user = self._get(User, user_id, "user")
+        user.change_password(self.passwords.hash(new_password), make_stamp(actor, reason=reason, reason_required=True))
+        notification_id = self._save(user)
+        return {**user_view(user), "notification_id": notification_id}
+
+    # ------------------------------------------------------------------ authentication
+    def authenticate(self, username: Any, password: Any, *, client: str = "unknown", source: str = "api") -> User:
+        """Check a password; audit the login or the failure; lock after repeated failures (R11, R24)."""
+        username = str(username or "").strip().lower()
+        password = str(password or "")
+        user = self.user_by_name(username) if username else None
+        if user is None:
+            self._verify_dummy(password)  # same cost as a real check: no username probing by timing
+            attempt = LoginAttempt._create(
+                LoginAttempt.UnknownUserLoginFailed,
+                id=uuid4(),
+                username_tried=username[:100],
+                client=client[:100],
+                audit=make_stamp(SYSTEM_ACTOR, source=source),
+                changes=[],
+            )
+            self._save(attempt)
+            raise AuthenticationFailed("incorrect username or password")
+        self_actor = user.as_actor()
+        if not user.active:
+            user.login_failed(make_stamp(self_actor, reason="login refused: account deactivated", source=source), 10**9)
+            self._save_quietly(user)
+            raise AuthenticationFailed("this account is deactivated; ask an administrator")
+        if user.locked:
+            self._verify_dummy(password)
+            raise AuthenticationFailed(
+                "this account is locked after repeated failed logins; ask an administrator to unlock it"
+            )
+        if not self.passwords.verify(user.password_hash, password):
+            locked = user.login_failed(make_stamp(self_actor, source=source), self.max_failed_logins)
+            self._save_quietly(user)
+            if locked:
+                raise AuthenticationFailed(
+                    f"incorrect username or password; the account is now locked after "
+                    f"{self.max_failed_logins} failed logins"
+                )
+            raise AuthenticationFailed("incorrect username or password")
+        user.login_succeeded(make_stamp(self_actor, source=source))
+        self._save_quietly(user)
+        return user
+
+    def _save_quietly(self, user: User) -> None:
+        """Login bookkeeping: on a concurrent login, reload and record again."""
+        for _ in range(5):
+            try:
+                self.save(user)
+                return
+            except IntegrityError:
+                pending = user.collect_events()
+                user = self.repository.get(user.id)
+                for event in pending:
+                    kwargs = {k: v for k, v in vars(event).items() if k not in ("originator_id", "originator_version", "timestamp")}
+                    user.trigger_event(type(event), **kwargs)
+        raise Conflict("too many concurrent logins for this account; try again")
+
+    def _verify_dummy(self, password: str) -> None:
+        with self._dummy_lock:
+            if self._dummy_hash is None:
+                self._dummy_hash = self.passwords.hash("not a real password, only for timing")
+        self.passwords.verify(self._dummy_hash, password)
+
+    def actor_for(self, user_id: Any) -> Actor:
+        """The acting user as they are now, for the stamp of what they do (R3)."""
+        try:
+            user = self.repository.get(parse_uuid(user_id, "user"))
+        except (AggregateNotFoundError, NotFound):
+            raise AuthenticationFailed("unknown user") from None
+        if not isinstance(user, User) or not user.active:
+            raise AuthenticationFailed("this account is deactivated")
+        if user.locked:
+            raise AuthenticationFailed("this account is locked")
+        return user.as_actor()
+
+    # ------------------------------------------------------------------ participants
+    def _participant_for(self, actor: Actor, participant_id: Any, action: str) -> Participant:
+        access.require(actor, action)
+        participant = self._get(Participant, participant_id, "participant")
+        access.require(actor, action, participant.site)
+        return participant
+
+    def _result(self, participant: Participant, notification_id: int, **extra: Any) -> dict[str, Any]:
+        return {**participant_view(participant), "notification_id": notification_id, **extra}
+
+    def screen_participant(
+        self, actor: Actor, *, screening_number: Any, site: Any, sex: Any, birth_year: Any, source: str = "api"
+    ) -> dict[str, Any]:
+        access.require(actor, "participant.write")
+        site = self._check_site(site)
+        access.require(actor, "participant.write", site)
+        stamp = make_stamp(actor, source=source)
+        participant = Participant.screen(
+            participant_id=uuid4(), screening_number=screening_number, site=site, sex=sex,
+            birth_year=birth_year, stamp=stamp,
+        )
+        claim = self._claim_screening_number(participant.screening_number, str(participant.id), stamp)
+        try:
+            notification_id = self._save(participant, claim)
+        except Conflict:
+            raise Conflict(f"screening number {participant.screening_number} is already in use in this trial") from None
+        return self._result(participant, notification_id)
+
+    def _claim_screening_number(self, number: str, participant_id: str, stamp: dict) -> ScreeningNumberClaim:
+        try:
+            claim = self.repository.get(ScreeningNumberClaim.id_for(number))
+        except AggregateNotFoundError:
+            return ScreeningNumberClaim.claim(number, participant_id, stamp)
+        claim.reclaim(participant_id, stamp)
+        return claim
+
+    def assess_eligibility(
+        self, actor: Actor, participant_id: Any, *, inclusion: Any, exclusion: Any, reason: Any = None,
+        expected_version: int | None = None, source: str = "api",
+    ) -> dict[str, Any]:
+        participant = self._participant_for(actor, participant_id, "participant.write")
+        self._check_version(participant, expected_version)
+        participant.assess_eligibility(inclusion, exclusion, make_stamp(actor, reason=reason, source=source))
+        return self._result(participant, self._save(participant))
+
+    def record_consent(
+        self, actor: Actor, participant_id: Any, *, consent_version: Any, signed_on: Any,
+        expected_version: int | None = None, source: str = "api",
+    ) -> dict[str, Any]:
+        participant = self._participant_for(actor, participant_id, "participant.write")
+        self._check_version(participant, expected_version)
+        participant.record_consent(consent_version, signed_on, make_stamp(actor, source=source), utcnow().date())
+        return self._result(participant, self._save(participant))
+
+    def randomise(
+        self, actor: Actor, participant_id: Any, *, expected_version: int | None = None, source: str = "api"
+    ) -> dict[str, Any]:
+        """Allocate the next slot of the site's concealed sequence, atomically with the participant."""
+        for attempt in range(10):
+            participant = self._participant_for(actor, participant_id, "participant.randomise")
+            self._check_version(participant, expected_version)
+            participant.check_can_randomise()
+            stamp = make_stamp(actor, source=source)
+            stratum = participant.site
+            try:
+                sequence = self.repository.get(AllocationSequence.id_for(stratum))
+            except AggregateNotFoundError:
+                sequence = AllocationSequence.start(stratum, self._allocation_seed, make_stamp(SYSTEM_ACTOR, source="system"))
+            slot, arm = sequence.use_next(self._allocation_seed, str(participant.id), stamp)
+            participant.randomise(arm, slot, stratum, ALLOCATION_RULE, stamp)
+            try:
+                recordings = self.save(participant, sequence)
+            except IntegrityError:
+                continue  # another randomisation took the slot at the same moment: draw again
+            return self._result(participant, recordings[-1].notification.id)
+        raise Conflict("randomisation is busy at this site; try again")
+
+    def withdraw(
+        self, actor: Actor, participant_id: Any, *, reason: Any, expected_version: int | None = None, source: str = "api"
+    ) -> dict[str, Any]:
+        participant = self._participant_for(actor, participant_id, "participant.write")
+        self._check_version(participant, expected_version)
+        participant.withdraw(reason, make_stamp(actor, reason=reason, reason_code="withdrawal", source=source, reason_required=True))
+        return self._result(participant, self._save(participant))
+
+    def correct_participant(
+        self, actor: Actor, participant_id: Any, *, field: Any, new_value: Any, reason: Any,
+        reason_code: Any = None, query_id: Any = None, expected_version: int | None = None, source: str = "api",
+    ) -> dict[str, Any]:
+        stamp = make_stamp(actor, reason=reason, reason_code=reason_code, query_id=query_id, source=source, reason_required=True)
+        participant = self._participant_for(actor, participant_id, "participant.write")
+        self._check_version(participant, expected_version)
+        today = utcnow().date()
+        if field == "screening_number":
+            new_number = validate_screening_number(new_value, "new_value")
+            participant.validate_correction(field, new_number, today)
+            old_claim = self.repository.get(ScreeningNumberClaim.id_for(participant.screening_number))
+            new_claim = self._claim_screening_number(new_number, str(participant.id), stamp)
+            old_claim.release(stamp)
+            changes = participant.correct(field, new_number, stamp, today)
+            try:
+                notification_id = self._save(participant, old_claim, new_claim)
+            except Conflict:
+                raise Conflict(f"screening number {new_number} is already in use in this trial") from None
+        else:
+            changes = participant.correct(field, new_value, stamp, today)
+            notification_id = self._save(participant)
+        return self._result(participant, notification_id, changes=changes)
+
+    # ------------------------------------------------------------------ queries
+    def get_participant(self, actor: Actor, participant_id: Any, *, as_of: dt.datetime | None = None) -> dict[str, Any]:
+        if as_of is None:
+            return participant_view(self._participant_for(actor, participant_id, "participant.read"))
+        participant = self.participant_as_of(actor, participant_id, as_of)
+        return participant_view(participant)
+
+    def participant_as_of(self, actor: Actor, participant_id: Any, as_of: dt.datetime) -> Participant:
+        """The participant as recorded at ``as_of``: the events recorded up to that instant (R17)."""
+        if as_of.tzinfo is None:
+            raise InvalidInput.one("as_of", "give an instant with its zone, e.g. 2026-03-12T00:00:00Z")
+        current = self._participant_for(actor, participant_id, "participant.read")
+        state = replay(self.events.get(current.id), until=as_of)
+        if state is None:
+            raise NotFound(f"participant {participant_id} had not been screened at {as_of.isoformat()}")
+        return state
+
+    def participant_history(self, actor: Actor, participant_id: Any) -> list[dict[str, Any]]:
+        participant = self._participant_for(actor, participant_id, "participant.read")
+        return [event_view(e) for e in self.events.get(participant.id)]
+
+
+def replay(events: Iterable[Any], until: dt.datetime | None = None) -> Any:
+    """Fold events into an aggregate, stopping at the first recorded after ``until``."""
+    aggregate = None
+    for event in events:
+        if until is not None and event.timestamp > until:
+            break
+        aggregate = event.mutate(aggregate)
+    return aggregate

@@ -1,0 +1,66 @@
+"""Plain-dict views of aggregates and events, as the API and CLI show them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+
+def iso(ts: dt.datetime | None) -> str | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:  # never expected: every recorded time is zone-aware UTC
+        raise ValueError("naive datetime in the audit trail")
+    return ts.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def participant_view(p: Any) -> dict[str, Any]:
+    return {
+        "id": str(p.id),
+        "screening_number": p.screening_number,
+        "site": p.site,
+        "sex": p.sex,
+        "birth_year": p.birth_year,
+        "status": p.status,
+        "eligible": p.eligible,
+        "eligibility": None if p.inclusion is None else {"inclusion": dict(p.inclusion), "exclusion": dict(p.exclusion)},
+        "consent_version": p.consent_version,
+        "consent_signed_on": p.consent_signed_on,
+        "arm": p.arm,
+        "allocation_slot": p.allocation_slot,
+        "randomised_at": iso(p.randomised_on),
+        "withdrawal_reason": p.withdrawal_reason,
+        "created_at": iso(p.created_on),
+        "modified_at": iso(p.modified_on),
+        "version": p.version,
+    }
+
+
+def user_view(u: Any) -> dict[str, Any]:
+    return {
+        "id": str(u.id),
+        "username": u.username,
+        "full_name": u.full_name,
+        "role": u.role,
+        "site": u.site,
+        "active": u.active,
+        "locked": u.locked,
+        "created_at": iso(u.created_on),
+        "version": u.version,
+    }
+
+
+def event_view(event: Any) -> dict[str, Any]:
+    """One entry of a history: who, when, what (old -> new) and why."""
+    audit = event.audit
+    return {
+        "version": event.originator_version,
+        "type": type(event).__name__,
+        "recorded_at": iso(event.timestamp),
+        "actor": {k: audit["actor"][k] for k in ("user_id", "username", "full_name", "role", "site")},
+        "reason": audit.get("reason"),
+        "reason_code": audit.get("reason_code"),
+        "source": audit.get("source"),
+        "query_id": audit.get("query_id"),
+        "changes": list(event.changes),
+    }

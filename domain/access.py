@@ -1,0 +1,39 @@
+"""Who may do what, where (R23, R33). Pure rules; the application enforces them on every call."""
+
+from __future__ import annotations
+
+from domain.audit import Actor
+from domain.errors import PermissionDenied
+from domain.trial import ALL_SITES, SITE_BOUND_ROLES
+
+# action -> roles allowed
+POLICY: dict[str, frozenset[str]] = {
+    # clinical data at a site: only site roles write it (R33)
+    "participant.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "participant.write": frozenset({"investigator", "coordinator"}),
+    "participant.randomise": frozenset({"investigator", "coordinator"}),
+    # the user register
+    "user.manage": frozenset({"admin"}),
+    "user.read": frozenset({"admin", "inspector"}),
+}
+
+
+def is_site_bound(actor: Actor) -> bool:
+    return actor.role in SITE_BOUND_ROLES
+
+
+def can(actor: Actor, action: str, site: str | None = None) -> bool:
+    if actor.role not in POLICY.get(action, frozenset()):
+        return False
+    if site is not None and is_site_bound(actor) and actor.site not in (site, ALL_SITES):
+        return False
+    return True
+
+
+def require(actor: Actor, action: str, site: str | None = None) -> None:
+    if actor.role not in POLICY.get(action, frozenset()):
+        raise PermissionDenied(f"the role '{actor.role}' may not perform {action}")
+    if site is not None and is_site_bound(actor) and actor.site not in (site, ALL_SITES):
+        raise PermissionDenied(
+            f"a {actor.role} at site {actor.site} has no access to site {site}'s participants"
+        )

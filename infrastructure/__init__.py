@@ -1,0 +1,1 @@
+"""How trialaudit is KEPT: settings, stores, keys and password hashing."""

@@ -1,0 +1,58 @@
+"""Settings from the environment (prefix ``TRIALAUDIT_``), with safe defaults for one machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SITES = {"MINSK": "Europe/Minsk"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIALAUDIT_", extra="ignore")
+
+    database_url: str = "sqlite:///./var/trialaudit.db"
+    #: Where keys and the default SQLite store live.
+    data_dir: Path = Path("./var")
+    #: HMAC key for bearer tokens (hex or any text). Default: a random key in data_dir/token.key.
+    secret_key: str | None = None
+    token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    #: Secret seed of the allocation sequence. Default: a random seed in data_dir/allocation.seed.
+    allocation_seed: str | None = None
+    #: Site code -> IANA time zone. Site-bound users and participants belong to one of these.
+    sites: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SITES))
+    max_failed_logins: int = Field(default=5, ge=1, le=100)
+    #: argon2id parameters; the defaults are OWASP's recommendation (19 MiB, t=2, p=1).
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    #: PostgreSQL connection pool size per process.
+    postgres_pool_size: int = 8
+    #: Load the synthetic trial into an empty store when serving.
+    demo: bool = True
+
+    @field_validator("sites", mode="before")
+    @classmethod
+    def _parse_sites(cls, value):
+        if isinstance(value, str):
+            value = json.loads(value)
+        return value
+
+    @field_validator("sites")
+    @classmethod
+    def _check_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("at least one site is needed")
+        for site, zone in value.items():
+            ZoneInfo(zone)  # raises for an unknown zone
+            if site == "*":
+                raise ValueError("'*' means all sites and cannot name a site")
+        return value
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))

@@ -1,0 +1,230 @@
+"""The event store on SQLite (embedded default) or PostgreSQL (production), append-only in the database.
+
+Both recorders
+- refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL) on the event table with triggers (R10), and
+- call ``_seal`` inside the very transaction that stores events, with the table's write lock held,
+  so that whatever is derived from the log in that hook (the Merkle log) can never fork or lag.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from eventsourcing.persistence import OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnectionPool,
+    SQLiteFactory,
+    SQLiteTransaction,
+)
+from psycopg.sql import SQL, Identifier
+
+APP_NAME = "trialaudit"
+
+
+class StoreConfigError(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------- SQLite
+class DurableSQLiteConnectionPool(SQLiteConnectionPool):
+    """Every connection uses synchronous=FULL: an acknowledged commit survives power loss."""
+
+    def _create_connection(self):
+        conn = super()._create_connection()
+        if not self.is_sqlite_memory_mode:
+            conn._sqlite_conn.execute("PRAGMA synchronous=FULL")
+        conn._sqlite_conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+
+class DurableSQLiteFactory(SQLiteFactory):
+    def __init__(self, env):
+        super().__init__(env)
+        old = self.datastore.pool
+        self.datastore.pool = DurableSQLiteConnectionPool(db_name=old.db_name, lock_timeout=old.lock_timeout or 10)
+
+
+class _ImmediateTransaction(SQLiteTransaction):
+    """BEGIN IMMEDIATE: take the write lock first, so two processes never race on the same tail."""
+
+    def __enter__(self):
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise OperationalError(e) from e
+        return cursor
+
+
+class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        table = self.events_table_name
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_update BEFORE UPDATE ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: UPDATE refused'); END",
+            f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_delete BEFORE DELETE ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE refused'); END",
+        ]
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        conn_cm = self.datastore.get_connection(commit=True)
+        with conn_cm as conn, _ImmediateTransaction(conn, commit=True) as curs, curs:
+            ids = self._insert_events(curs, stored_events, **kwargs)
+            self._seal(curs, stored_events, ids or [])
+            return ids
+
+    def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
+        """Extension point, called in the storing transaction (the Merkle log overrides it)."""
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+class AppendOnlyPostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        function = Identifier(f"{self.events_table_name}_refuse_change")
+        self.sql_create_statements += [
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{function}() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'the audit trail is append-only: % refused on %', TG_OP, TG_TABLE_NAME "
+                "USING ERRCODE = 'insufficient_privilege'; END $$"
+            ).format(schema=schema, function=function),
+            SQL(
+                "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {schema}.{table} "
+                "FOR EACH ROW EXECUTE FUNCTION {schema}.{function}()"
+            ).format(
+                trigger=Identifier(f"{self.events_table_name}_append_only"),
+                schema=schema,
+                table=table,
+                function=function,
+            ),
+            SQL(
+                "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {schema}.{table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{function}()"
+            ).format(
+                trigger=Identifier(f"{self.events_table_name}_no_truncate"),
+                schema=schema,
+                table=table,
+                function=function,
+            ),
+        ]
+
+    def _fetch_ids_after_insert_events(self, curs, stored_events, **kwargs):
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        self._seal(curs, stored_events, ids or [])
+        return ids
+
+    def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
+        """Extension point, called in the storing transaction (the Merkle log overrides it)."""
+
+
+# --------------------------------------------------------------------------- configuration
+SQLITE_RECORDER_TOPIC = f"{__name__}:AppendOnlySQLiteRecorder"
+POSTGRES_RECORDER_TOPIC = f"{__name__}:AppendOnlyPostgresRecorder"
+
+
+def parse_database_url(url: str) -> dict[str, Any]:
+    """Split a database URL into its parts. Raises StoreConfigError with what to do next."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise StoreConfigError("sqlite URL needs a path, e.g. sqlite:///./var/trialaudit.db")
+        return {"kind": "sqlite", "path": path}
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urlparse(url)
+        query = parse_qs(parts.query)
+        dbname = (parts.path or "/").lstrip("/")
+        if not dbname:
+            raise StoreConfigError("postgresql URL needs a database name, e.g. postgresql://postgres@127.0.0.1:5432/test")
+        return {
+            "kind": "postgres",
+            "host": parts.hostname or "127.0.0.1",
+            "port": str(parts.port or 5432),
+            "user": unquote(parts.username or "postgres"),
+            "password": unquote(parts.password or ""),
+            "dbname": dbname,
+            "schema": query.get("schema", ["public"])[0],
+        }
+    raise StoreConfigError(
+        f"unsupported TRIALAUDIT_DATABASE_URL {url!r}: use sqlite:///path/to/file.db or "
+        "postgresql://user@host:port/dbname"
+    )
+
+
+def eventsourcing_env(url: str, *, create_table: bool, pool_size: int = 8, recorder_topic: str | None = None) -> dict[str, str]:
+    """The eventsourcing settings for the store at ``url``."""
+    parts = parse_database_url(url)
+    env = {"CREATE_TABLE": "y" if create_table else "n"}
+    if parts["kind"] == "sqlite":
+        if parts["path"] != ":memory:" and "mode=memory" not in parts["path"]:
+            Path(parts["path"]).parent.mkdir(parents=True, exist_ok=True)
+        env.update(
+            PERSISTENCE_MODULE=f"{__name__}:DurableSQLiteFactory",
+            SQLITE_DBNAME=parts["path"],
+            SQLITE_LOCK_TIMEOUT="10",
+            APPLICATION_RECORDER_TOPIC=recorder_topic or SQLITE_RECORDER_TOPIC,
+        )
+    else:
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.postgres",
+            POSTGRES_DBNAME=parts["dbname"],
+            POSTGRES_HOST=parts["host"],
+            POSTGRES_PORT=parts["port"],
+            POSTGRES_USER=parts["user"],
+            POSTGRES_PASSWORD=parts["password"],
+            POSTGRES_SCHEMA=parts["schema"],
+            POSTGRES_POOL_SIZE=str(pool_size),
+            POSTGRES_MAX_OVERFLOW=str(pool_size),
+            POSTGRES_LOCK_TIMEOUT="10",
+            POSTGRES_PRE_PING="y",
+            APPLICATION_RECORDER_TOPIC=recorder_topic or POSTGRES_RECORDER_TOPIC,
+        )
+    return env
+
+
+def postgres_conninfo(url: str) -> str:
+    p = parse_database_url(url)
+    info = f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
+    if p["password"]:
+        info += f" password={p['password']}"
+    return info
+
+
+def prepare_postgres(url: str) -> None:
+    """Create the schema named in the URL (the library only creates tables)."""
+    import psycopg
+
+    p = parse_database_url(url)
+    with psycopg.connect(postgres_conninfo(url), autocommit=True) as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(p["schema"])))
+
+
+class PostgresSetupLock:
+    """Serialises set-up across processes, so workers starting together never race on DDL."""
+
+    KEY = 0x7472_6961_6C61_7564 & 0x7FFF_FFFF_FFFF_FFFF  # "trialaud"
+
+    def __init__(self, url: str):
+        self.url = url
+        self.conn = None
+
+    def __enter__(self):
+        import psycopg
+
+        self.conn = psycopg.connect(postgres_conninfo(self.url), autocommit=True)
+        self.conn.execute("SELECT pg_advisory_lock(%s)", (self.KEY,))
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.KEY,))
+        finally:
+            self.conn.close()
