@@ -20,6 +20,8 @@ from infrastructure.store import StoreConfigError
 cli = typer.Typer(help="trialaudit: the audited record of NCT05214014", no_args_is_help=True, add_completion=False)
 users_cli = typer.Typer(help="User accounts (never deleted or reused)", no_args_is_help=True)
 cli.add_typer(users_cli, name="users")
+projections_cli = typer.Typer(help="Read models rebuilt from the events", no_args_is_help=True)
+cli.add_typer(projections_cli, name="projections")
 err = Console(stderr=True)
 out = Console()
 
@@ -120,6 +122,51 @@ def users_list() -> None:
     for u in users:
         table.add_row(u["username"], u["full_name"], u["role"], u["site"], str(u["active"]), str(u["locked"]), u["created_at"])
     out.print(table)
+
+
+def _progress_bar(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild(name: list[str] = typer.Argument(None, help="Projections to rebuild (default: all)")) -> None:
+    """Drop the read models and rebuild them from event 1, with a progress bar."""
+    s = settings()
+    setup_store(s)
+    svc = build(s, follow=False)
+    try:
+        unknown = set(name or ()) - set(svc.projections.projections)
+        if unknown:
+            fail(f"unknown projection(s) {', '.join(sorted(unknown))}; known: {', '.join(svc.projections.projections)}")
+        with _progress_bar("rebuilding read models") as bar:
+            task = bar.add_task("rebuild", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            applied = svc.projections.rebuild(name or None, progress)
+    finally:
+        svc.close()
+    out.print(f"rebuilt {', '.join(name or svc.projections.projections)}: {applied} events applied")
+
+
+@projections_cli.command("run")
+def projections_run(interval: float = typer.Option(0.2, help="Seconds between polls of the event log")) -> None:
+    """Follow the event log and keep the read models current (a process of its own, for PostgreSQL)."""
+    s = settings()
+    setup_store(s)
+    svc = build(s, follow=False)
+    out.print(f"following {s.database_url}; Ctrl-C to stop")
+    try:
+        for applied in svc.projections.run_forever(interval):
+            if applied:
+                out.print(f"applied {applied} events; positions {svc.projections.positions()}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        svc.close()
 
 
 def main() -> None:

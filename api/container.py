@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from application.projections import ProjectionEngine
+from application.registry import all_projections
 from application.trial import TrialApplication
 from infrastructure import store
 from infrastructure.passwords import Argon2Passwords
+from infrastructure.readmodels import open_read_models
 from infrastructure.secrets import from_text, load_or_create
 from infrastructure.settings import Settings
 from infrastructure.tokens import TokenService
@@ -17,8 +20,11 @@ class Services:
     settings: Settings
     app: TrialApplication
     tokens: TokenService
+    projections: ProjectionEngine
 
     def close(self) -> None:
+        self.projections.stop()
+        self.projections.store.close()
         self.app.close()
 
 
@@ -39,12 +45,21 @@ def setup_store(settings: Settings) -> None:
     if settings.is_postgres:
         store.prepare_postgres(settings.database_url)
         with store.PostgresSetupLock(settings.database_url):
-            build(settings, create_tables=True).close()
+            _setup(settings)
     else:
-        build(settings, create_tables=True).close()
+        _setup(settings)
 
 
-def build(settings: Settings | None = None, *, create_tables: bool = False) -> Services:
+def _setup(settings: Settings) -> None:
+    services = build(settings, create_tables=True, follow=False)
+    try:
+        services.projections.setup()
+    finally:
+        services.close()
+
+
+def build(settings: Settings | None = None, *, create_tables: bool = False, follow: bool = True) -> Services:
+    """Wire the application. ``follow``: keep the read models up to date in this process."""
     settings = settings or Settings()
     env = store.eventsourcing_env(
         settings.database_url, create_table=create_tables, pool_size=settings.postgres_pool_size
@@ -57,4 +72,12 @@ def build(settings: Settings | None = None, *, create_tables: bool = False) -> S
         sites=settings.sites,
         max_failed_logins=settings.max_failed_logins,
     )
-    return Services(settings=settings, app=app, tokens=TokenService(_token_key(settings), settings.token_ttl_seconds))
+    engine = ProjectionEngine(app, open_read_models(settings.database_url, settings.postgres_pool_size), all_projections())
+    engine.inline = settings.projections != "external"
+    app.read_models = engine
+    if follow and engine.inline:
+        app.add_saved_listener(engine.notify)
+        engine.start()
+    return Services(
+        settings=settings, app=app, tokens=TokenService(_token_key(settings), settings.token_ttl_seconds), projections=engine
+    )

@@ -108,6 +108,19 @@ class ParticipantOut(BaseModel):
     version: int
 
 
+class ParticipantSummary(BaseModel):
+    id: str
+    screening_number: str
+    site: str
+    sex: str | None
+    birth_year: int | None
+    status: str
+    arm: str | None
+    eligible: bool | None
+    version: int
+    modified_at: str
+
+
 class ParticipantResult(ParticipantOut):
     notification_id: int
     changes: list[Change] | None = None

@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
+from application.participant_list import status_of
 from application.ports import PasswordHasher
 from application.views import event_view, participant_view, user_view
 from domain import access
@@ -64,6 +65,8 @@ class TrialApplication(Application):
         self.max_failed_logins = max_failed_logins
         self._saved_listeners: list[Callable[[list[Recording]], None]] = []
         self._dummy_hash: str | None = None
+        #: set by the composition root: the read models (application.projections.ProjectionEngine)
+        self.read_models: Any = None
         self._dummy_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -426,6 +429,32 @@ class TrialApplication(Application):
         if state is None:
             raise NotFound(f"participant {participant_id} had not been screened at {as_of.isoformat()}")
         return state
+
+    def list_participants(self, actor: Actor, *, site: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Participants of a site (a site-bound user sees only their own), from the read model."""
+        access.require(actor, "participant.read")
+        if access.is_site_bound(actor):
+            if site not in (None, actor.site):
+                access.require(actor, "participant.read", site)
+            site = actor.site
+        self.read_models.wait_for()
+        sql = "SELECT * FROM participant_list"
+        params: list[Any] = []
+        if site is not None:
+            sql += " WHERE site = ?"
+            params.append(site)
+        rows = self.read_models.store.query(sql + " ORDER BY site, screening_number", params)
+        result = []
+        for row in rows:
+            row_status = status_of(row)
+            if status is None or row_status == status:
+                result.append({
+                    "id": row["id"], "screening_number": row["screening_number"], "site": row["site"],
+                    "sex": row["sex"], "birth_year": row["birth_year"], "status": row_status, "arm": row["arm"],
+                    "eligible": None if row["eligible"] is None else bool(row["eligible"]),
+                    "version": row["version"], "modified_at": row["modified_at"],
+                })
+        return result
 
     def participant_history(self, actor: Actor, participant_id: Any) -> list[dict[str, Any]]:
         participant = self._participant_for(actor, participant_id, "participant.read")

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     argon2_parallelism: int = 1
     #: PostgreSQL connection pool size per process.
     postgres_pool_size: int = 8
+    #: "inline": each API process keeps the read models up to date itself (SQLite: always).
+    #: "external": API processes only wait for `trialaudit projections run` (PostgreSQL).
+    projections: str = Field(default="inline", pattern="^(inline|external)$")
     #: Load the synthetic trial into an empty store when serving.
     demo: bool = True
 

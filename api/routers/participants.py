@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
 
 from api.deps import ActorDep, AsOfDep, ServicesDep
 from api.schemas import (
@@ -11,6 +13,7 @@ from api.schemas import (
     HistoryEntry,
     ParticipantOut,
     ParticipantResult,
+    ParticipantSummary,
     Randomisation,
     ScreenParticipant,
     Withdrawal,
@@ -23,6 +26,19 @@ router = APIRouter(prefix="/participants", tags=["participants"], responses={k: 
 def screen(body: ScreenParticipant, actor: ActorDep, svc: ServicesDep):
     """Screen a participant: screening number (unique in the trial), site, sex, birth year. No names."""
     return svc.app.screen_participant(actor, **body.model_dump())
+
+
+@router.get("", response_model=list[ParticipantSummary])
+def list_participants(
+    actor: ActorDep,
+    svc: ServicesDep,
+    site: Annotated[str | None, Query(max_length=40, description="Only this site (site-bound users see only their own)")] = None,
+    status: Annotated[
+        Literal["screened", "eligible", "screen_failed", "randomised", "withdrawn"] | None, Query()
+    ] = None,
+):
+    """The participants you may see, from the participant-list read model."""
+    return svc.app.list_participants(actor, site=site, status=status)
 
 
 @router.get("/{participant_id}", response_model=ParticipantOut)

@@ -1,0 +1,10 @@
+"""Every read model the application keeps. Add a projection here to have it set up, followed and rebuilt."""
+
+from __future__ import annotations
+
+from application.participant_list import ParticipantList
+from application.projections import Projection
+
+
+def all_projections() -> list[Projection]:
+    return [ParticipantList()]

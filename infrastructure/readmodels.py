@@ -1,0 +1,162 @@
+"""Read-model storage: a SQLite file beside the event store, or the PostgreSQL schema itself.
+
+Read models are derived data that can be rebuilt from the events at any time, so the SQLite file
+uses synchronous=NORMAL: after a power loss it may lose its last batches, and it is consistent
+(rows and position commit together), so it simply re-reads them. The event store itself stays at
+synchronous=FULL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from infrastructure.store import parse_database_url, postgres_conninfo
+
+TRACKING_DDL = "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+
+
+def views_path(events_path: str) -> str:
+    p = Path(events_path)
+    return str(p.with_name(p.stem + "-views" + (p.suffix or ".db")))
+
+
+class _PgCursor:
+    def __init__(self, cur):
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._cur.execute(sql.replace("?", "%s"), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
+    def fetchone(self):
+        return self._cur.fetchone()
+
+    def fetchall(self):
+        return self._cur.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+
+class SQLiteReadModels:
+    dialect = "sqlite"
+
+    def __init__(self, path: str):
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        with self._connection() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(TRACKING_DDL)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        conn = self._connection()
+        with self._write_lock:
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                conn.commit()
+            finally:
+                cur.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self._connection().execute(sql, tuple(params))
+        names = [d[0] for d in cur.description or ()]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def position(self, name: str) -> int:
+        row = self._connection().execute("SELECT position FROM projection_tracking WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else 0
+
+    def ensure_tracking(self, name: str) -> None:
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO projection_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
+
+    def advance(self, cursor, name: str, old: int, new: int) -> bool:
+        cursor.execute("UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?", (new, name, old))
+        return cursor.rowcount == 1
+
+    def close(self) -> None:
+        for conn in self._all:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self._all.clear()
+
+
+class PostgresReadModels:
+    dialect = "postgres"
+
+    def __init__(self, url: str, pool_size: int = 4):
+        from psycopg_pool import ConnectionPool
+
+        schema = parse_database_url(url)["schema"]
+        self.pool = ConnectionPool(
+            postgres_conninfo(url),
+            min_size=1,
+            max_size=max(2, pool_size),
+            kwargs={"options": f"-c search_path={schema}"},
+            open=True,
+        )
+        with self.pool.connection() as conn:
+            conn.execute(TRACKING_DDL)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PgCursor]:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield _PgCursor(cur)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), tuple(params))
+            names = [d.name for d in cur.description or ()]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def position(self, name: str) -> int:
+        rows = self.query("SELECT position FROM projection_tracking WHERE name = ?", (name,))
+        return rows[0]["position"] if rows else 0
+
+    def ensure_tracking(self, name: str) -> None:
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO projection_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
+
+    def advance(self, cursor, name: str, old: int, new: int) -> bool:
+        cursor.execute("UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?", (new, name, old))
+        return cursor.rowcount == 1
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def open_read_models(url: str, pool_size: int = 4):
+    parts = parse_database_url(url)
+    if parts["kind"] == "sqlite":
+        return SQLiteReadModels(views_path(parts["path"]))
+    return PostgresReadModels(url, pool_size)
