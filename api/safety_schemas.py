@@ -74,6 +74,13 @@ class SafetyReport(Command):
     reference: str | None = Field(default=None, max_length=200, description="e.g. the SAE form or CIOMS I reference")
 
 
+class SponsorAssessment(Command):
+    causality: Causality = Field(description="The sponsor's causality to the Treg product; kept beside the investigator's, "  # type: ignore[valid-type]
+                                             "which it can never downgrade (EU CTR Annex III)")
+    reason: str | None = Field(default=None, max_length=2000, description="Required when the sponsor revises its opinion")
+    aware_at: AwareDatetime | None = Field(default=None, description="When the sponsor reached the opinion (default now)")
+
+
 class AdverseEventDeletion(Command):
     reason: str = Field(max_length=2000)
 
@@ -125,6 +132,7 @@ class AdverseEventFields(BaseModel):
     aeacn: str
     aesi_category: str | None
     aware_at: str
+    aerel_treg_sponsor: str | None = Field(default=None, description="The sponsor's causality opinion, if given")
 
 
 class AdverseEventOut(AdverseEventFields):

@@ -26,6 +26,7 @@ from domain.safety import (
     GRADES,
     REPORT_LABELS,
     RULES_VERSION,
+    SPONSOR_CAUSALITY,
     ReportingRules,
     classify,
     iso_duration,
@@ -65,6 +66,7 @@ def adverse_event_view(ae: AdverseEvent, now: dt.datetime | None = None) -> dict
         "site": ae.site,
         "arm": ae.arm,
         **{f: ae.record.get(f) for f in FIELDS},
+        SPONSOR_CAUSALITY: ae.record.get(SPONSOR_CAUSALITY),
         "classification": {
             "serious": c.serious, "related_to_treg": c.related, "related_to_procedure": is_related(ae.record.get("aerel_proc")),
             "unexpected": c.unexpected, "fatal": c.fatal, "life_threatening": c.life_threatening, "aesi": c.aesi,
@@ -154,6 +156,20 @@ class AdverseEventCommands:
         met.pop("anchored_to_awareness", None)
         return self._ae_result(ae, self._save(ae), report=met)  # type: ignore[attr-defined]
 
+    def assess_causality_by_sponsor(
+        self, actor: Actor, ae_id: Any, *, causality: Any, reason: Any = None, aware_at: Any = None,
+        expected_version: int | None = None, source: str = "api",
+    ) -> dict[str, Any]:
+        """The sponsor's causality opinion, kept beside the investigator's; it cannot downgrade it (EU CTR Annex III)."""
+        aware = _instant_param(aware_at, "aware_at")
+        ae = self._ae_for(actor, ae_id, "ae.sponsor_assess")
+        self._check_version(ae, expected_version)  # type: ignore[attr-defined]
+        stamp = make_stamp(actor, reason=reason, source=source,
+                           reason_required=ae.record.get(SPONSOR_CAUSALITY) is not None)
+        made = ae.assess_causality_by_sponsor(causality, stamp, aware_of_new_facts_at=aware or self._now(),
+                                              rules=self.reporting_rules)
+        return self._ae_result(ae, self._save(ae), changes=made)  # type: ignore[attr-defined]
+
     def delete_adverse_event(
         self, actor: Actor, ae_id: Any, *, reason: Any, expected_version: int | None = None, source: str = "api"
     ) -> dict[str, Any]:
@@ -242,7 +258,7 @@ class AdverseEventCommands:
 
 
 def _listing_row(r: dict[str, Any]) -> dict[str, Any]:
-    row = {k: r[k] for k in ("id", "participant_id", "site", "arm", *FIELDS, "version", "recorded_at", "modified_at")}
+    row = {k: r[k] for k in ("id", "participant_id", "site", "arm", *FIELDS, SPONSOR_CAUSALITY, "version", "recorded_at", "modified_at")}
     row["deleted"] = bool(r["deleted"])
     return row
 

@@ -11,7 +11,7 @@ from typing import Any
 from application.projections import Projection, ViewCursor
 from application.views import iso
 from domain.adverse_event import AdverseEvent
-from domain.safety import FIELDS
+from domain.safety import FIELDS, SPONSOR_CAUSALITY
 
 _AE_EVENTS = (
     AdverseEvent.AdverseEventReported,
@@ -21,6 +21,7 @@ _AE_EVENTS = (
     AdverseEvent.ReportingClockRescheduled,
     AdverseEvent.ReportSubmitted,
     AdverseEvent.AdverseEventDeleted,
+    AdverseEvent.SponsorCausalityAssessed,
 )
 
 
@@ -33,7 +34,7 @@ class AdverseEventListing(Projection):
         return [
             "CREATE TABLE IF NOT EXISTS ae_listing ("
             " id TEXT PRIMARY KEY, participant_id TEXT NOT NULL, site TEXT NOT NULL, arm TEXT,"
-            f" {columns}, deleted BOOLEAN NOT NULL, version BIGINT NOT NULL,"
+            f" {columns}, {SPONSOR_CAUSALITY} TEXT, deleted BOOLEAN NOT NULL, version BIGINT NOT NULL,"
             " recorded_at TEXT NOT NULL, modified_at TEXT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS ae_listing_participant ON ae_listing (participant_id, aestdat)",
             "CREATE INDEX IF NOT EXISTS ae_listing_site ON ae_listing (site, arm)",
@@ -53,6 +54,8 @@ class AdverseEventListing(Projection):
         sets: dict[str, Any] = {}
         if isinstance(event, (AdverseEvent.FollowUpRecorded, AdverseEvent.FieldCorrected)):
             sets[event.field] = event.new_value
+        if isinstance(event, AdverseEvent.SponsorCausalityAssessed):
+            sets[SPONSOR_CAUSALITY] = event.causality
         if isinstance(event, AdverseEvent.AdverseEventDeleted):
             sets["deleted"] = True
         sets["version"] = event.originator_version

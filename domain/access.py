@@ -17,6 +17,8 @@ POLICY: dict[str, frozenset[str]] = {
     "ae.write": frozenset({"investigator", "coordinator"}),
     "ae.report_to_sponsor": frozenset({"investigator", "coordinator"}),
     "ae.report_to_authority": frozenset({"investigator", "coordinator", "data_manager"}),
+    # the sponsor's causality opinion, kept beside the investigator's (EU CTR Annex III)
+    "ae.sponsor_assess": frozenset({"data_manager"}),
     "safety.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     # the user register
     "user.manage": frozenset({"admin"}),

@@ -19,8 +19,11 @@ from domain.safety import (
     DEFAULTS,
     FIELDS,
     OPTIONAL,
+    CAUSALITY,
+    NOT_APPLICABLE,
     RECIPIENTS,
     REPORT_KINDS,
+    SPONSOR_CAUSALITY,
     CLOCK_SKEW,
     ClockStart,
     ReportingRules,
@@ -31,6 +34,7 @@ from domain.safety import (
     parse_instant,
     validate_fields,
 )
+from domain.trial import ARM_TREG
 
 Path = tuple[str | int, ...]
 
@@ -123,6 +127,17 @@ class AdverseEvent(AuditedAggregate):
 
         def apply(self, ae: Any) -> None:
             ae.obligations[self.obligation].update(reported_at=self.reported_at, reference=self.reference)
+
+    class SponsorCausalityAssessed(AuditedAggregate.Event):
+        """The sponsor's causality opinion on the Treg product, kept beside the investigator's, which it
+        can never replace or downgrade (EU CTR Annex III)."""
+
+        TOPIC = "trialaudit.AdverseEvent.SponsorCausalityAssessed"
+        causality: str
+        old_value: str | None
+
+        def apply(self, ae: Any) -> None:
+            ae.record[SPONSOR_CAUSALITY] = self.causality
 
     class AdverseEventDeleted(AuditedAggregate.Event):
         """Entered in error: a tombstone; every value stays in the history (R8)."""
@@ -274,6 +289,24 @@ class AdverseEvent(AuditedAggregate):
             reference=reference, late=late,
         )
         return dict(self.obligations[ob["obligation"]], late=late)
+
+    def assess_causality_by_sponsor(
+        self, causality: Any, stamp: dict, *, aware_of_new_facts_at: dt.datetime, rules: ReportingRules
+    ) -> list[dict[str, Any]]:
+        """Record the sponsor's opinion; if it makes the AE related, the reporting clocks start (§3.6)."""
+        self._require_not_deleted()
+        if causality not in CAUSALITY:
+            raise InvalidInput.one("causality", f"must be one of {', '.join(CAUSALITY)}")
+        if self.arm != ARM_TREG and causality != NOT_APPLICABLE:
+            raise InvalidInput.one("causality", "no Treg product was given: the sponsor's causality is NOT APPLICABLE")
+        old = self.record.get(SPONSOR_CAUSALITY)
+        if causality == old:
+            raise InvalidInput.one("causality", "the sponsor's causality already has this value")
+        before = self.classification
+        ch = change(SPONSOR_CAUSALITY, old, causality)
+        self._record(self.SponsorCausalityAssessed, stamp, [ch], causality=causality, old_value=old)
+        self._start_clocks(before, aware_of_new_facts_at, stamp, rules, anchored=False)
+        return [ch]
 
     def delete(self, stamp: dict) -> None:
         self._require_not_deleted()

@@ -324,10 +324,15 @@ def is_related(causality: str | None) -> bool:
     return causality in RELATED
 
 
+#: The sponsor's own causality opinion, kept beside the investigator's (EU CTR Annex III; §3.3).
+SPONSOR_CAUSALITY = "aerel_treg_sponsor"
+
+
 def classify(record: Mapping[str, Any]) -> Classification:
+    """Related when either opinion says so: the sponsor may add relatedness, never take it away."""
     return Classification(
         serious=record.get("aeser") == "Y",
-        related=is_related(record.get("aerel_treg")),
+        related=is_related(record.get("aerel_treg")) or is_related(record.get(SPONSOR_CAUSALITY)),
         unexpected=record.get("aeexp") == "UNEXPECTED",
         fatal=record.get("aeout") == "FATAL" or record.get("aesdth") == "Y",
         life_threatening=record.get("aeslife") == "Y",

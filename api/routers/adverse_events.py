@@ -14,6 +14,7 @@ from api.safety_schemas import (
     FollowUp,
     ReportAdverseEvent,
     SafetyReport,
+    SponsorAssessment,
 )
 from api.schemas import PROBLEMS, HistoryEntry
 
@@ -63,6 +64,17 @@ def record_report(ae_id: str, body: SafetyReport, actor: ActorDep, svc: Services
     """Record a report made to the sponsor or the authority; it meets the oldest open obligation of its kind."""
     return svc.app.record_safety_report(
         actor, ae_id, recipient=body.recipient, kind=body.kind, reported_at=body.reported_at, reference=body.reference,
+        expected_version=body.expected_version,
+    )
+
+
+@router.post("/adverse-events/{ae_id}/sponsor-assessment", response_model=AdverseEventResult,
+             responses={409: PROBLEMS[409]})
+def sponsor_assessment(ae_id: str, body: SponsorAssessment, actor: ActorDep, svc: ServicesDep):
+    """The sponsor's causality opinion (data managers): both opinions are kept and reported; the AE counts as
+    related when either says so, so the sponsor can add relatedness but never remove it (EU CTR Annex III)."""
+    return svc.app.assess_causality_by_sponsor(
+        actor, ae_id, causality=body.causality, reason=body.reason, aware_at=body.aware_at,
         expected_version=body.expected_version,
     )
 

@@ -203,3 +203,24 @@ def test_safety_summary_per_arm_and_rebuild_equals_live(services, app, trial):
     live = services.projections.dump()
     services.projections.rebuild()
     assert services.projections.dump() == live
+
+
+def test_sponsor_cannot_downgrade_the_investigators_causality(app, trial, add_user, actor_of):
+    """EU CTR Annex III: both opinions are kept; the sponsor may add relatedness, never remove it."""
+    inv, by_arm = trial
+    sponsor = actor_of(add_user("dm_sponsor", "data_manager", "*"))
+    pid = by_arm["treg_plus_standard"]
+    related = app.report_adverse_event(inv, pid, values=ae_values(aerel_treg="POSSIBLE", aeexp="UNEXPECTED", rsi_version="IB v1.0"))
+    r = app.assess_causality_by_sponsor(sponsor, related["id"], causality="NOT RELATED")
+    assert r["aerel_treg"] == "POSSIBLE" and r["aerel_treg_sponsor"] == "NOT RELATED"
+    assert r["classification"]["related_to_treg"] and r["classification"]["susar"]
+    unrelated = app.report_adverse_event(inv, pid, values=ae_values(aerel_treg="UNLIKELY", aeexp="UNEXPECTED", rsi_version="IB v1.0"))
+    assert [o["kind"] for o in unrelated["obligations"]] == ["sae_initial"]
+    r = app.assess_causality_by_sponsor(sponsor, unrelated["id"], causality="PROBABLE")
+    assert r["classification"]["related_to_treg"] and [o["kind"] for o in r["obligations"]][-1] == "susar_15_day"
+    with pytest.raises(InvalidInput):  # a revised opinion needs a reason (R5)
+        app.assess_causality_by_sponsor(sponsor, unrelated["id"], causality="POSSIBLE")
+    with pytest.raises(PermissionDenied):  # the investigator's own field is corrected, not the sponsor's
+        app.assess_causality_by_sponsor(inv, unrelated["id"], causality="POSSIBLE", reason="site view differs")
+    [row] = [x for x in app.list_adverse_events(inv, pid) if x["id"] == unrelated["id"]]
+    assert row["aerel_treg"] == "UNLIKELY" and row["aerel_treg_sponsor"] == "PROBABLE"
