@@ -195,7 +195,8 @@ def test_safety_summary_per_arm_and_rebuild_equals_live(services, app, trial):
         demo_adverse_events(app, inv, pid, arm, rng, (NOW - dt.timedelta(days=200)).date(), serious=True)
     summary = {a["arm"]: a for a in app.safety_summary(inv)["arms"]}
     for arm in ("treg_plus_standard", "standard"):
-        assert summary[arm]["participants"] == 1 and summary[arm]["participants_with_ae"] == 1
+        # the fixture randomises until both arms exist, so an arm may hold more than one participant
+        assert summary[arm]["participants"] >= 1 and summary[arm]["participants_with_ae"] == 1
         assert summary[arm]["serious"] == {"participants": 1, "events": 1}
         assert summary[arm]["participants_by_worst_grade"]["4"] == 1  # the demo corrects the SAE to grade 4
     assert summary["standard"]["related_to_treg"]["events"] == 0
