@@ -22,7 +22,7 @@ users_cli = typer.Typer(help="User accounts (never deleted or reused)", no_args_
 cli.add_typer(users_cli, name="users")
 projections_cli = typer.Typer(help="Read models rebuilt from the events", no_args_is_help=True)
 cli.add_typer(projections_cli, name="projections")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
