@@ -22,7 +22,7 @@ users_cli = typer.Typer(help="User accounts (never deleted or reused)", no_args_
 cli.add_typer(users_cli, name="users")
 projections_cli = typer.Typer(help="Read models rebuilt from the events", no_args_is_help=True)
 cli.add_typer(projections_cli, name="projections")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
@@ -60,7 +60,9 @@ def setup() -> None:
 def serve(
     host: str = typer.Option(os.environ.get("HOST", "127.0.0.1"), help="Address to listen on"),
     port: int = typer.Option(int(os.environ.get("PORT", "8000")), help="Port"),
-    workers: int = typer.Option(1, help="API worker processes (PostgreSQL only; SQLite serves from one process)"),
+    workers: int = typer.Option(
+        int(os.environ.get("TRIALAUDIT_WORKERS", "1")), help="API worker processes (env TRIALAUDIT_WORKERS)"
+    ),
 ) -> None:
     """Serve the HTTP API (set-up runs first, so one command is enough)."""
     import uvicorn
@@ -70,9 +72,6 @@ def serve(
         setup_store(s)
     except StoreConfigError as e:
         fail(str(e))
-    if workers > 1 and not s.is_postgres:
-        err.print("[yellow]SQLite serves from one process; use PostgreSQL for several workers.[/yellow]")
-        workers = 1
     os.environ["TRIALAUDIT_DATABASE_URL"] = s.database_url
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 

@@ -181,16 +181,18 @@ class ProjectionEngine:
         """A write was saved: wake the background catch-up."""
         self._wakeup.set()
 
-    def start(self, interval: float = 0.5) -> None:
+    def start(self, interval: float = 0.5, gather: float = 0.05) -> None:
+        """Follow the log in a background thread: woken by writes, it waits ``gather`` seconds so
+        that one catch-up applies many events (queries catch up in-line, so they never wait for it)."""
         if self._thread is not None:
             return
 
         def loop() -> None:
             while not self._stop.is_set():
                 self._wakeup.wait(interval)
-                self._wakeup.clear()
-                if self._stop.is_set():
+                if self._stop.wait(gather):
                     break
+                self._wakeup.clear()
                 try:
                     self.catch_up()
                 except Exception:  # keep following; the next query retries in-line and reports

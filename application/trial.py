@@ -296,7 +296,9 @@ class TrialApplication(AdverseEventCommands, Application):
     def actor_for(self, user_id: Any) -> Actor:
         """The acting user as they are now, for the stamp of what they do (R3)."""
         try:
-            user = self.repository.get(parse_uuid(user_id, "user"))
+            # fastforward_skipping: while another request is bringing this account up to date, use
+            # the cached copy rather than queue behind it (the account is re-read on the next call).
+            user = self.repository.get(parse_uuid(user_id, "user"), fastforward_skipping=True, deepcopy_from_cache=False)
         except (AggregateNotFoundError, NotFound):
             raise AuthenticationFailed("unknown user") from None
         if not isinstance(user, User) or not user.active:
