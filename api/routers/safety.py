@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import ActorDep, ServicesDep
+from api.responses import json_response
 from api.safety_schemas import DueReport, SafetySummary
 from api.schemas import PROBLEMS
 
@@ -24,13 +25,13 @@ At = Annotated[
 def summary(actor: ActorDep, svc: ServicesDep, site: Site = None):
     """Per arm: participants with at least one AE, by worst CTCAE grade, serious, fatal, related to the
     Treg product or to a procedure, SUSAR and AESI (participants and events)."""
-    return svc.app.safety_summary(actor, site=site)
+    return json_response(svc.app.safety_summary(actor, site=site))
 
 
 @router.get("/overdue", response_model=list[DueReport])
 def overdue(actor: ActorDep, svc: ServicesDep, site: Site = None, at: At = None):
     """Reports past their deadline and not yet made, most overdue first, with `overdue_by`."""
-    return svc.app.safety_obligations(actor, at=at, overdue_only=True, site=site)
+    return json_response(svc.app.safety_obligations(actor, at=at, overdue_only=True, site=site))
 
 
 @router.get("/reports-due", response_model=list[DueReport])
@@ -43,4 +44,4 @@ def reports_due(
 ):
     """Every report not yet made, soonest deadline first (overdue ones included and flagged)."""
     within = dt.timedelta(hours=within_hours) if within_hours is not None else None
-    return svc.app.safety_obligations(actor, at=at, within=within, site=site)
+    return json_response(svc.app.safety_obligations(actor, at=at, within=within, site=site))
