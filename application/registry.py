@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from application.participant_list import ParticipantList
 from application.projections import Projection
+from application.scores_projection import VisitScores
 
 
 def all_projections() -> list[Projection]:
-    return [ParticipantList()]
+    return [ParticipantList(), VisitScores()]

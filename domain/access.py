@@ -12,6 +12,10 @@ POLICY: dict[str, frozenset[str]] = {
     "participant.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     "participant.write": frozenset({"investigator", "coordinator"}),
     "participant.randomise": frozenset({"investigator", "coordinator"}),
+    # visits, item-level CRF data and scores (primary outcome a)
+    "visit.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "visit.write": frozenset({"investigator", "coordinator"}),
+    "outcome.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     # the user register
     "user.manage": frozenset({"admin"}),
     "user.read": frozenset({"admin", "inspector"}),
