@@ -126,11 +126,14 @@ class VisitCommands:
         deviation_stamp = make_stamp(actor, source=source)
         if not visit.hold(held_on, stamp, deviation_stamp):
             return self._visit_result(visit, 0, changed=False)
-        others = []
-        if visit.code == INFUSION and visit.arm == ARM_TREG:
-            others = self._reanchor(visit, held_on, make_stamp(SYSTEM_ACTOR, source="system",
-                                                              reason=f"Day 0 is the infusion date {held_on.isoformat()} ({ANCHOR_RULE})"))
-        return self._visit_result(visit, self._save(visit, *others), changed=True)
+        return self._visit_result(visit, self._save(visit, *self._after_hold(visit, held_on)), changed=True)
+
+    def _after_hold(self: Any, visit: Visit, held_on: dt.date) -> list[Visit]:
+        """A Group 1 infusion is Day 0: re-anchor the visits that follow it (saved with the infusion)."""
+        if visit.code != INFUSION or visit.arm != ARM_TREG:
+            return []
+        return self._reanchor(visit, held_on, make_stamp(
+            SYSTEM_ACTOR, source="system", reason=f"Day 0 is the infusion date {held_on.isoformat()} ({ANCHOR_RULE})"))
 
     def _reanchor(self: Any, infusion: Visit, day0: dt.date, stamp: dict) -> list[Visit]:
         randomised_on = dt.date.fromisoformat(infusion.randomised_on)
@@ -190,8 +193,11 @@ class VisitCommands:
         visit = self._visit_for(actor, visit_id, "visit.write")
         self._check_version(visit, expected_version)
         stamp = make_stamp(actor, reason=_blank_to_none(reason), reason_code=reason_code, query_id=query_id, source=source)
+        others: list[Visit] = []
         if held_on is not None:
-            visit.hold(parse_date(held_on, "held_on", self._site_today(visit.site)), stamp, make_stamp(actor, source=source))
+            held = parse_date(held_on, "held_on", self._site_today(visit.site))
+            if visit.hold(held, stamp, make_stamp(actor, source=source)):
+                others = self._after_hold(visit, held)
         errors = []
         for code, value in items.items():
             try:
@@ -201,7 +207,7 @@ class VisitCommands:
                               for p, m in e.errors)
         if errors:
             raise InvalidInput(errors)
-        return self._visit_result(visit, self._save(visit))
+        return self._visit_result(visit, self._save(visit, *others))
 
     # ------------------------------------------------------------------ queries
     def get_visit(self: Any, actor: Actor, visit_id: Any) -> dict[str, Any]:
