@@ -30,6 +30,22 @@ def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+_DECODE = {"true": True, "false": False, "null": None}
+
+
+_ENCODE = {True: "true", False: "false", None: "null"}
+_CLEARED = "<cleared>"
+
+
+def encode_value(value: Any) -> str:
+    """An item value as stored: JSON (true, false, null or an integer)."""
+    return _ENCODE[value] if value is None or isinstance(value, bool) else str(int(value))
+
+
+def decode_value(text: str) -> Any:
+    return _DECODE[text] if text in _DECODE else int(text)
+
+
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -62,7 +78,14 @@ class VisitScores(Projection):
 
     def process(self, event: Any, notification_id: int, cur: ViewCursor) -> None:
         vid = str(event.originator_id)
-        version, at = event.originator_version, iso(event.timestamp)
+        version = event.originator_version
+        if isinstance(event, ITEM_EVENTS):
+            # kept until the end of the batch: items written together, each visit scored once (flush)
+            self._pending.setdefault(vid, {})[event.item_code] = (
+                _CLEARED if isinstance(event, _V.ItemCleared) else encode_value(event.value))
+            self._dirty[vid] = (version, event.timestamp)
+            return
+        at = iso(event.timestamp)
         if isinstance(event, _V.VisitScheduled):
             cur.execute(
                 "INSERT INTO visit_scores (visit_id, participant_id, site, arm, code, target_date, window_start,"
@@ -82,37 +105,50 @@ class VisitScores(Projection):
         elif isinstance(event, _V.ProtocolDeviationRecorded):
             cur.execute("UPDATE visit_scores SET deviations = deviations + 1, version = ?, modified_at = ?"
                         " WHERE visit_id = ?", (version, at, vid))
-        elif isinstance(event, ITEM_EVENTS):
-            self._item(event, vid, version, at, cur)
 
-    def _item(self, event: Any, vid: str, version: int, at: str | None, cur: ViewCursor) -> None:
-        if isinstance(event, _V.ItemCleared):
-            cur.execute("DELETE FROM visit_items WHERE visit_id = ? AND item_code = ?", (vid, event.item_code))
-        else:
-            cur.execute(
+    def __init__(self) -> None:
+        self.begin_batch()
+
+    def begin_batch(self) -> None:
+        self._dirty: dict[str, tuple[int, Any]] = {}
+        self._pending: dict[str, dict[str, str]] = {}
+
+    def flush(self, cur: ViewCursor) -> None:
+        dirty, pending = self._dirty, self._pending
+        self.begin_batch()
+        upserts = [(vid, code, v) for vid, items in pending.items() for code, v in items.items() if v is not _CLEARED]
+        deletes = [(vid, code) for vid, items in pending.items() for code, v in items.items() if v is _CLEARED]
+        if upserts:
+            cur.executemany(
                 "INSERT INTO visit_items (visit_id, item_code, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (visit_id, item_code) DO UPDATE SET value = excluded.value",
-                (vid, event.item_code, json.dumps(event.value)),
+                " ON CONFLICT (visit_id, item_code) DO UPDATE SET value = excluded.value", upserts)
+        if deletes:
+            cur.executemany("DELETE FROM visit_items WHERE visit_id = ? AND item_code = ?", deletes)
+        participants = set()
+        for vid, (version, timestamp) in dirty.items():
+            at = iso(timestamp)
+            cur.execute("SELECT item_code, value FROM visit_items WHERE visit_id = ?", (vid,))
+            acr, mrss = score_items({code: decode_value(value) for code, value in cur.fetchall()})
+            cur.execute(
+                "UPDATE visit_scores SET acr_eular = ?, mrss = ?, acr_total = ?, acr_applicable = ?, acr_meets = ?,"
+                " acr_indeterminate = ?, mrss_total = ? WHERE visit_id = ?",
+                (dumps(acr), dumps(mrss),
+                 acr and acr["total_score"], None if acr is None else acr["applicable"],
+                 None if acr is None else acr["meets_criteria"], None if acr is None else acr["indeterminate"],
+                 mrss and mrss["total"], vid),
             )
-        cur.execute("SELECT item_code, value FROM visit_items WHERE visit_id = ?", (vid,))
-        items = {code: json.loads(value) for code, value in cur.fetchall()}
-        acr, mrss = score_items(items)
-        cur.execute(
-            "UPDATE visit_scores SET acr_eular = ?, mrss = ?, acr_total = ?, acr_applicable = ?, acr_meets = ?,"
-            " acr_indeterminate = ?, mrss_total = ?, version = ?, modified_at = ? WHERE visit_id = ?",
-            (dumps(acr), dumps(mrss),
-             acr and acr["total_score"], None if acr is None else acr["applicable"],
-             None if acr is None else acr["meets_criteria"], None if acr is None else acr["indeterminate"],
-             mrss and mrss["total"], version, at, vid),
-        )
-        self._refresh_changes(vid, cur)
+            cur.execute("UPDATE visit_scores SET version = ?, modified_at = ? WHERE visit_id = ? AND version < ?",
+                        (version, at, vid, version))
+            cur.execute("SELECT participant_id FROM visit_scores WHERE visit_id = ?", (vid,))
+            participants.add(cur.fetchone()[0])
+        for pid in sorted(participants):
+            self._refresh_changes(pid, cur)
 
     @staticmethod
-    def _refresh_changes(vid: str, cur: ViewCursor) -> None:
+    def _refresh_changes(pid: str, cur: ViewCursor) -> None:
         """Change from baseline of every visit of the participant (a baseline change moves them all)."""
-        cur.execute(
-            "SELECT v.visit_id, v.code, v.acr_total, v.mrss_total, v.acr_change, v.mrss_change FROM visit_scores v"
-            " WHERE v.participant_id = (SELECT participant_id FROM visit_scores WHERE visit_id = ?)", (vid,))
+        cur.execute("SELECT visit_id, code, acr_total, mrss_total, acr_change, mrss_change FROM visit_scores"
+                    " WHERE participant_id = ?", (pid,))
         rows = cur.fetchall()
         bl = next((r for r in rows if r[1] == BASELINE), None)
         bl_acr, bl_mrss = (bl[2], bl[3]) if bl else (None, None)

@@ -11,7 +11,7 @@ Invalid input raises ``ScoringInputError`` (a ``ValueError``) and computes nothi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 # --------------------------------------------------------------------------- ACR/EULAR 2013
@@ -79,7 +79,8 @@ class _Result:
         return self.__dataclass_fields__.keys()  # type: ignore[attr-defined]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        """A plain dict (mappings copied, so the result can be changed freely)."""
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(self).items()}
 
 
 @dataclass(frozen=True)
