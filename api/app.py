@@ -8,9 +8,17 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import adverse_events, auth, participants, safety, users
+from api.routers import adverse_events, auth, outcomes, participants, safety, users, visits
 
-ROUTERS = [auth.router, participants.router, users.router, adverse_events.router, safety.router]
+ROUTERS = [
+    auth.router,
+    participants.router,
+    users.router,
+    visits.router,
+    outcomes.router,
+    adverse_events.router,
+    safety.router,
+]
 
 
 def create_app(services: Services | None = None) -> FastAPI:

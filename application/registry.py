@@ -5,7 +5,8 @@ from __future__ import annotations
 from application.participant_list import ParticipantList
 from application.projections import Projection
 from application.safety_projection import AdverseEventListing, SafetyObligations
+from application.scores_projection import VisitScores
 
 
 def all_projections() -> list[Projection]:
-    return [ParticipantList(), AdverseEventListing(), SafetyObligations()]
+    return [ParticipantList(), VisitScores(), AdverseEventListing(), SafetyObligations()]

@@ -20,6 +20,10 @@ POLICY: dict[str, frozenset[str]] = {
     # the sponsor's causality opinion, kept beside the investigator's (EU CTR Annex III)
     "ae.sponsor_assess": frozenset({"data_manager"}),
     "safety.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    # visits, item-level CRF data and scores (primary outcome a)
+    "visit.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "visit.write": frozenset({"investigator", "coordinator"}),
+    "outcome.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     # the user register
     "user.manage": frozenset({"admin"}),
     "user.read": frozenset({"admin", "inspector"}),
