@@ -178,9 +178,19 @@ class DemoContext:
 
 
 def adverse_event_actions(ctx: DemoContext, p: DemoParticipant) -> Iterable[Action]:
-    """Hook for issue 4 (adverse events): return (time, action) pairs that report ``p``'s adverse events
-    through the application, e.g. infusion reactions after INF for the Treg arm. Nothing yet."""
-    return ()
+    """The participant's adverse events, reported through the application's commands
+    (application.adverse_events.demo_adverse_events): infusion reactions in the Treg arm, infections,
+    procedure complications, now and then an SAE with its sponsor report and a corrected grade.
+
+    They are reported at the end of the simulated year (their onset and awareness dates lie in it), so
+    that awareness is never later than the recorded time of the report."""
+    from application.adverse_events import demo_adverse_events
+
+    def report() -> None:
+        demo_adverse_events(ctx.app, ctx.actor("investigator", p.site), p.id, p.arm, p.rng, p.randomised_on)
+
+    when = ctx.now_limit - dt.timedelta(hours=2) + dt.timedelta(seconds=p.number)
+    return [(when, report)]
 
 
 # --------------------------------------------------------------------------- the generator
