@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -284,16 +286,14 @@ class IntegrityService:
         report = VerificationReport()
         heads = sorted([*self.log.heads(), *extra_heads], key=lambda h: (h.tree_size, h.head_id or 0))
         total = max(self.log.event_count(), self.log.tree_size())
-        events = _paged(self.log.scan_events, 0, page)
-        leaves = _paged(self.log.scan_leaves, -1, page)
-        nodes = _paged(self.log.scan_nodes, -1, page)
         frontier = M.Frontier()
-        leaf_hash = M.leaf_hash
-        position = M.post_order_position
-        stored_consistent = True  # the stored leaves agree with the events so far: check the nodes too
+        sha256 = hashlib.sha256
+        leaves_consistent = True  # the stored leaves agree with the events so far
+        nodes_consistent = True  # ... and the stored interior nodes with the leaves
         good_until = 0  # every leaf below this is covered by a head that verified
         hi = 0
         i = 0
+        ev_after, lf_after, node_after = 0, -1, -1
 
         def check_heads_at(size: int) -> None:
             nonlocal hi, good_until
@@ -312,10 +312,70 @@ class IntegrityService:
                 else:
                     report.findings.append(Finding(good_until, max(size, good_until + 1), problem))
 
+        def check_nodes(completed: list[tuple[int, bytes]]) -> None:
+            nonlocal nodes_consistent, node_after
+            stored = self.log.scan_nodes(node_after, len(completed))
+            if stored == completed:
+                node_after = completed[-1][0]
+                return
+            nodes_consistent = False
+            for k, (position, node) in enumerate(completed):
+                if k >= len(stored) or stored[k] != (position, node):
+                    level, index = M.node_at(position)
+                    first, last = index << level, ((index + 1) << level) - 1
+                    report.findings.append(
+                        Finding(first, last + 1, f"the stored tree node over leaves {first}..{last} does not match "
+                                "the leaves beneath it: leaf hashes or nodes were rewritten")
+                    )
+                    return
+
+        def append(hashes: list[bytes]) -> None:
+            """Feed recomputed leaf hashes to the tree, checking stored nodes and heads on the way."""
+            nonlocal i
+            pos = 0
+            while pos < len(hashes):
+                boundary = heads[hi].tree_size - i if hi < len(heads) else len(hashes)
+                end = min(len(hashes), pos + boundary)
+                completed = frontier.extend(hashes[pos:end])
+                if completed and leaves_consistent and nodes_consistent:
+                    check_nodes(completed)
+                i += end - pos
+                pos = end
+                check_heads_at(i)
+
+        def fetch(ev_after: int, lf_after: int) -> tuple[list, list]:
+            return self.log.scan_events(ev_after, page), self.log.scan_leaves(lf_after, page)
+
         check_heads_at(0)
+        # Fast path: whole pages in which every event has its leaf and hashes to it. The next page
+        # is read while this one is hashed (the database driver releases the GIL while it reads).
+        prefetch = ThreadPoolExecutor(1, thread_name_prefix="verify-read")
+        upcoming = prefetch.submit(fetch, ev_after, lf_after)
         while True:
-            ev = next(events, None)
-            lf = next(leaves, None)
+            events, leaves = upcoming.result()
+            if not events and not leaves:
+                break
+            if events and leaves:
+                upcoming = prefetch.submit(fetch, events[-1][0], leaves[-1][0])
+            n = len(events)
+            hashes = [sha256(b"\x00" + data).digest() for _, data in events]
+            if not (
+                n == len(leaves) and leaves[0][0] == i and leaves[-1][0] == i + n - 1
+                and [e[0] for e in events] == [lf[1] for lf in leaves]
+                and hashes == [lf[2] for lf in leaves]
+            ):
+                break
+            append(hashes)
+            ev_after, lf_after = events[-1][0], leaves[-1][0]
+            if progress is not None:
+                progress(i, total)
+        prefetch.shutdown(wait=True, cancel_futures=True)
+        # Slow path, from the first page with a problem: event by event, naming the first bad leaf.
+        events_it = _paged(self.log.scan_events, ev_after, page)
+        leaves_it = _paged(self.log.scan_leaves, lf_after, page)
+        while True:
+            ev = next(events_it, None)
+            lf = next(leaves_it, None)
             if ev is None and lf is None:
                 break
             problem = None
@@ -330,28 +390,15 @@ class IntegrityService:
                     problem = f"leaf {i} seals notification {lf[1]}, which is missing: deleted, or events renumbered"
                 else:
                     problem = f"event notification {ev[0]} is not the one leaf {i} seals ({lf[1]}): inserted or reordered"
-            h = leaf_hash(ev[1]) if ev is not None else lf[2]
+            h = M.leaf_hash(ev[1]) if ev is not None else lf[2]
             if problem is None and h != lf[2]:
                 problem = f"event notification {ev[0]} was changed: its stored bytes no longer hash to leaf {i}"
             if problem is not None:
                 report.bad_leaves += 1
-                if stored_consistent:
+                if leaves_consistent:
                     report.findings.append(Finding(i, i + 1, problem))
-                stored_consistent = False
-            completed = frontier.append(h)
-            if stored_consistent:
-                for level, node in completed:
-                    row = next(nodes, None)
-                    if row is None or row[0] != position(level, i >> level) or row[1] != node:
-                        first = (i >> level) << level
-                        report.findings.append(
-                            Finding(first, i + 1, f"the stored tree node over leaves {first}..{i} does not match "
-                                    "the leaves beneath it: leaf hashes or nodes were rewritten")
-                        )
-                        stored_consistent = False
-                        break
-            i += 1
-            check_heads_at(i)
+                leaves_consistent = False
+            append([h])
             if progress is not None and i % 10_000 == 0:
                 progress(i, total)
         for head in heads[hi:]:

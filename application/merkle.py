@@ -125,6 +125,26 @@ class Frontier:
         self.size += 1
         return completed
 
+    def extend(self, leaf_hashes: Iterable[bytes]) -> list[tuple[int, bytes]]:
+        """Append many leaf hashes; return the completed perfect nodes as (post-order position, hash)."""
+        out = []
+        stack = self.hashes
+        sha = _sha256
+        i = self.size
+        for h in leaf_hashes:
+            n = i
+            base = 2 * i - i.bit_count()
+            level = 0
+            while n & 1:
+                h = sha(b"\x01" + stack.pop() + h).digest()
+                level += 1
+                out.append((base + level, h))
+                n >>= 1
+            stack.append(h)
+            i += 1
+        self.size = i
+        return out
+
     def root(self) -> bytes:
         if not self.hashes:
             return EMPTY_ROOT
@@ -143,6 +163,20 @@ def post_order_position(level: int, index: int) -> int:
     """Position of a perfect node among all nodes (leaves included) in append order (MMR order)."""
     leaves_before = ((index + 1) << level) - 1  # the completing leaf's index
     return 2 * leaves_before - bin(leaves_before).count("1") + level
+
+
+def node_at(position: int) -> Node:
+    """The (level, index) of the perfect node at a post-order position (the inverse of the above)."""
+    # the completing leaf i has 2i - popcount(i) <= position < 2(i+1) - popcount(i+1); search it
+    lo, hi = 0, position // 2 + 64  # 2i - popcount(i) <= position implies i <= position/2 + 64
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if 2 * mid - mid.bit_count() <= position:
+            lo = mid
+        else:
+            hi = mid - 1
+    level = position - (2 * lo - lo.bit_count())
+    return level, (lo + 1 >> level) - 1
 
 
 def frontier_nodes(size: int) -> list[Node]:

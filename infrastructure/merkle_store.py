@@ -16,12 +16,14 @@ than ``head_interval_seconds``, it also signs and stores a head in the same tran
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import ProgrammingError, StoredEvent
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from application import merkle as M
@@ -29,6 +31,7 @@ from application.integrity import Leaf, SignedHead, now_ms
 from infrastructure.store import AppendOnlyPostgresRecorder, AppendOnlySQLiteRecorder
 
 LEAVES, NODES, HEADS = "merkle_leaves", "merkle_nodes", "merkle_heads"
+_FRAME_HEAD = struct.Struct(">16sQI")  # as application.merkle.frame_event
 
 
 def originator_bytes(originator_id: Any) -> bytes:
@@ -244,9 +247,20 @@ class MerkleLog:
         self.recorder = recorder
         self.sql: _Sql = recorder.merkle_sql
         self.datastore = recorder.datastore
+        self._topics: dict[str, bytes] = {}
 
     def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, params)
+            return curs.fetchall()
+
+    def _tuples(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Plain tuples: several times faster than named rows for whole-log scans."""
+        with self.datastore.transaction(commit=False) as curs:
+            if self.sql.pg:
+                curs.row_factory = tuple_row
+            else:
+                getattr(curs, "sqlite_cursor", curs).row_factory = None
             curs.execute(statement, params)
             return curs.fetchall()
 
@@ -304,38 +318,36 @@ class MerkleLog:
 
     def scan_events(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes]]:
         sql, p = self.sql, self.sql.p
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                f"SELECT {sql.nid} AS nid, originator_id, originator_version, topic, state FROM {sql.events} "
-                f"WHERE {sql.nid} > {p} ORDER BY {sql.nid} LIMIT {p}",
-                (after_notification_id, limit),
-            )
-            rows = curs.fetchall()
-        pack = M.frame_event
-        if sql.pg:
-            return [(r["nid"], pack(r["originator_id"].bytes, r["originator_version"], r["topic"], r["state"])) for r in rows]
-        fromhex = bytes.fromhex
-        return [(r[0], pack(fromhex(r[1]), r[2], r[3], r[4])) for r in rows]
+        rows = self._tuples(
+            f"SELECT {sql.nid}, originator_id, originator_version, topic, state FROM {sql.events} "
+            f"WHERE {sql.nid} > {p} ORDER BY {sql.nid} LIMIT {p}",
+            (after_notification_id, limit),
+        )
+        head = _FRAME_HEAD.pack
+        topics = self._topics
+        out = []
+        append = out.append
+        for nid, oid, version, topic, state in rows:
+            t = topics.get(topic)
+            if t is None:
+                t = topics[topic] = topic.encode("utf-8")
+            oid_bytes = oid.bytes if sql.pg else bytes.fromhex(oid) if len(oid) == 32 else originator_bytes(oid)
+            append((nid, head(oid_bytes, version, len(t)) + t + state))
+        return out
 
     def scan_leaves(self, after_leaf_index: int, limit: int) -> list[tuple[int, int, bytes]]:
         sql, p = self.sql, self.sql.p
-        rows = self._rows(
+        return self._tuples(
             f"SELECT leaf_index, notification_id, leaf_hash FROM {sql.leaves} WHERE leaf_index > {p} "
             f"ORDER BY leaf_index LIMIT {p}",
             (after_leaf_index, limit),
         )
-        if sql.pg:
-            return [(r["leaf_index"], r["notification_id"], bytes(r["leaf_hash"])) for r in rows]
-        return [(r[0], r[1], r[2]) for r in rows]
 
     def scan_nodes(self, after_node_id: int, limit: int) -> list[tuple[int, bytes]]:
         sql, p = self.sql, self.sql.p
-        rows = self._rows(
+        return self._tuples(
             f"SELECT node_id, hash FROM {sql.nodes} WHERE node_id > {p} ORDER BY node_id LIMIT {p}", (after_node_id, limit)
         )
-        if sql.pg:
-            return [(r["node_id"], bytes(r["hash"])) for r in rows]
-        return [(r[0], r[1]) for r in rows]
 
 
 def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float) -> None:

@@ -190,3 +190,17 @@ def test_event_framing_round_trips():
     data = M.frame_event(b"\x01" * 16, 7, "domain.participant:Participant.Screened", b'{"a":1}')
     assert M.unframe_event(data) == (b"\x01" * 16, 7, "domain.participant:Participant.Screened", b'{"a":1}')
     assert M.tree_head_bytes(5, 1000, b"\x00" * 32).startswith(b"trialaudit/NCT05214014/tree-head/v1\x00")
+
+
+def test_node_positions_invert_and_extend_matches_append():
+    """The post-order position of a node maps back to it; bulk extend yields the same nodes as append."""
+    one, bulk = M.Frontier(), M.Frontier()
+    hashes = [M.leaf_hash(i.to_bytes(2, "big")) for i in range(500)]
+    expected = []
+    for i, h in enumerate(hashes):
+        expected += [(M.post_order_position(level, i >> level), node) for level, node in one.append(h)]
+    assert bulk.extend(hashes[:123]) + bulk.extend(hashes[123:]) == expected
+    assert bulk.root() == one.root() and bulk.size == 500
+    for position, _ in expected:
+        level, index = M.node_at(position)
+        assert M.post_order_position(level, index) == position
