@@ -129,6 +129,12 @@ class _Sealing:
         with self._seal_lock:
             self._frontier_cache = (frontier, leaf_rows[-1][2])
 
+    def _seal_rolled_back(self) -> None:
+        """Sealed rows were rolled back (group commit savepoint): drop what was cached from them."""
+        with self._seal_lock:
+            self._frontier_cache = None
+        self._last_head_ms = None
+
     def _load_frontier(self, curs: Any, size: int) -> M.Frontier:
         wanted = M.frontier_nodes(size)
         hashes = _fetch_nodes(curs, self.merkle_sql, wanted)
