@@ -8,9 +8,18 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import auth, integrity, participants, users
+from api.routers import adverse_events, auth, integrity, outcomes, participants, safety, users, visits
 
-ROUTERS = [auth.router, participants.router, users.router, integrity.router]
+ROUTERS = [
+    auth.router,
+    participants.router,
+    users.router,
+    visits.router,
+    outcomes.router,
+    adverse_events.router,
+    safety.router,
+    integrity.router,
+]
 
 
 def create_app(services: Services | None = None) -> FastAPI:

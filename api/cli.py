@@ -23,7 +23,7 @@ users_cli = typer.Typer(help="User accounts (never deleted or reused)", no_args_
 cli.add_typer(users_cli, name="users")
 projections_cli = typer.Typer(help="Read models rebuilt from the events", no_args_is_help=True)
 cli.add_typer(projections_cli, name="projections")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
@@ -61,7 +61,9 @@ def setup() -> None:
 def serve(
     host: str = typer.Option(os.environ.get("HOST", "127.0.0.1"), help="Address to listen on"),
     port: int = typer.Option(int(os.environ.get("PORT", "8000")), help="Port"),
-    workers: int = typer.Option(1, help="API worker processes (PostgreSQL only; SQLite serves from one process)"),
+    workers: int = typer.Option(
+        int(os.environ.get("TRIALAUDIT_WORKERS", "1")), help="API worker processes (env TRIALAUDIT_WORKERS)"
+    ),
 ) -> None:
     """Serve the HTTP API (set-up runs first, so one command is enough)."""
     import uvicorn
@@ -71,9 +73,8 @@ def serve(
         setup_store(s)
     except StoreConfigError as e:
         fail(str(e))
-    if workers > 1 and not s.is_postgres:
-        err.print("[yellow]SQLite serves from one process; use PostgreSQL for several workers.[/yellow]")
-        workers = 1
+    if s.demo:
+        load_demo_if_empty(s)
     os.environ["TRIALAUDIT_DATABASE_URL"] = s.database_url
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
@@ -286,6 +287,59 @@ def bundle(
         f"wrote {manifest['events']} events proven against a signed head over {manifest['tree_size']} leaves to {out_dir}\n"
         f"check it anywhere with: python3 {out_dir / 'verify_bundle.py'} {out_dir}"
     )
+def load_demo_if_empty(s: Settings, participants: int = 30, seed: int = 2022) -> bool:
+    """`make run`: an empty store gets the synthetic trial (TRIALAUDIT_DEMO=0 turns this off)."""
+    from application.demo import store_is_empty
+
+    svc = build(s, follow=False)
+    try:
+        if not store_is_empty(svc.app):
+            return False
+        err.print("[cyan]empty store: loading the synthetic demo trial (TRIALAUDIT_DEMO=0 to skip)[/cyan]")
+        _run_demo(svc, participants, seed)
+        return True
+    finally:
+        svc.close()
+
+
+def _run_demo(svc, participants: int, seed: int) -> None:
+    from application.demo import DEMO_PASSWORD, generate
+
+    with _progress_bar("writing the synthetic trial") as bar:
+        task = bar.add_task("demo", total=None)
+        summary = generate(svc.app, participants=participants, seed=seed,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with _progress_bar("building the read models") as bar:
+        task = bar.add_task("catch-up", total=None)
+        svc.projections.catch_up(progress=lambda done, total: bar.update(task, completed=done, total=total))
+    out.print(
+        f"demo trial: {summary.participants} participants, {summary.visits_held} visits held, {summary.items} items, "
+        f"{summary.corrections} corrections, {summary.deviations} protocol deviations; {summary.events} events "
+        f"in {summary.seconds:.1f} s"
+    )
+    out.print(f"demo users (password '{DEMO_PASSWORD}'): {', '.join(sorted(summary.users))}")
+
+
+@cli.command()
+def demo(
+    participants: int = typer.Option(30, min=1, help="Participants to randomise (e.g. 10000 for benchmarks)"),
+    seed: int = typer.Option(2022, help="Seed of the synthetic findings, dates and corrections"),
+) -> None:
+    """Write a reproducible synthetic trial into an empty store: a year of visits, scores and corrections."""
+    from application.demo import store_is_empty
+
+    s = settings()
+    try:
+        setup_store(s)
+    except StoreConfigError as e:
+        fail(str(e))
+    svc = build(s, follow=False)
+    try:
+        if not store_is_empty(svc.app):
+            fail("the store is not empty; the demo writes only into an empty store", 1)
+        _run_demo(svc, participants, seed)
+    finally:
+        svc.close()
 
 
 def main() -> None:

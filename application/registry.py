@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from application.participant_list import ParticipantList
 from application.projections import Projection
+from application.safety_projection import AdverseEventListing, SafetyObligations
+from application.scores_projection import VisitScores
 
 
 def all_projections() -> list[Projection]:
-    return [ParticipantList()]
+    return [ParticipantList(), VisitScores(), AdverseEventListing(), SafetyObligations()]

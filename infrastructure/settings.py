@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     signing_key: str | None = None
     #: A head is signed in the storing transaction once the last one is older than this (0: every transaction).
     head_interval_seconds: float = Field(default=10.0, ge=0)
+    #: Safety reporting deadlines (docs/domain.md §3.6; national law governs, so each is configurable).
+    sae_report_hours: float = Field(default=24, gt=0)
+    aesi_report_hours: float = Field(default=24, gt=0)
+    susar_fatal_report_days: float = Field(default=7, gt=0)
+    susar_other_report_days: float = Field(default=15, gt=0)
     #: Load the synthetic trial into an empty store when serving.
     demo: bool = True
 

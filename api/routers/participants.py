@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from api.deps import ActorDep, AsOfDep, ServicesDep
+from api.responses import json_response
 from api.schemas import (
     PROBLEMS,
     Consent,
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/participants", tags=["participants"], responses={k: 
 @router.post("", status_code=201, response_model=ParticipantResult, responses={409: PROBLEMS[409]})
 def screen(body: ScreenParticipant, actor: ActorDep, svc: ServicesDep):
     """Screen a participant: screening number (unique in the trial), site, sex, birth year. No names."""
-    return svc.app.screen_participant(actor, **body.model_dump())
+    return json_response(svc.app.screen_participant(actor, **body.model_dump()), 201)
 
 
 @router.get("", response_model=list[ParticipantSummary])
@@ -44,47 +45,47 @@ def list_participants(
 @router.get("/{participant_id}", response_model=ParticipantOut)
 def get(participant_id: str, actor: ActorDep, svc: ServicesDep, as_of: AsOfDep):
     """The current state, or with `as_of` the state as recorded at that instant."""
-    return svc.app.get_participant(actor, participant_id, as_of=as_of)
+    return json_response(svc.app.get_participant(actor, participant_id, as_of=as_of))
 
 
 @router.post("/{participant_id}/eligibility", response_model=ParticipantResult, responses={409: PROBLEMS[409]})
 def eligibility(participant_id: str, body: Eligibility, actor: ActorDep, svc: ServicesDep):
     """Answer all ten registry criteria; eligible iff every inclusion holds and no exclusion does."""
-    return svc.app.assess_eligibility(
+    return json_response(svc.app.assess_eligibility(
         actor, participant_id, inclusion=body.inclusion, exclusion=body.exclusion, reason=body.reason,
         expected_version=body.expected_version,
-    )
+    ))
 
 
 @router.post("/{participant_id}/consent", response_model=ParticipantResult, responses={409: PROBLEMS[409]})
 def consent(participant_id: str, body: Consent, actor: ActorDep, svc: ServicesDep):
-    return svc.app.record_consent(
+    return json_response(svc.app.record_consent(
         actor, participant_id, consent_version=body.consent_version, signed_on=body.signed_on.isoformat(),
         expected_version=body.expected_version,
-    )
+    ))
 
 
 @router.post("/{participant_id}/randomisation", response_model=ParticipantResult, responses={409: PROBLEMS[409]})
 def randomise(participant_id: str, actor: ActorDep, svc: ServicesDep, body: Randomisation | None = None):
     """Allocate the next slot of the site's concealed permuted-block sequence (409 unless eligible and consented)."""
-    return svc.app.randomise(actor, participant_id, expected_version=body.expected_version if body else None)
+    return json_response(svc.app.randomise(actor, participant_id, expected_version=body.expected_version if body else None))
 
 
 @router.post("/{participant_id}/withdrawal", response_model=ParticipantResult, responses={409: PROBLEMS[409]})
 def withdraw(participant_id: str, body: Withdrawal, actor: ActorDep, svc: ServicesDep):
-    return svc.app.withdraw(actor, participant_id, reason=body.reason, expected_version=body.expected_version)
+    return json_response(svc.app.withdraw(actor, participant_id, reason=body.reason, expected_version=body.expected_version))
 
 
 @router.post("/{participant_id}/corrections", response_model=ParticipantResult, responses={409: PROBLEMS[409]})
 def correct(participant_id: str, body: Correction, actor: ActorDep, svc: ServicesDep):
     """Correct one recorded field; old and new values and the (mandatory) reason are kept."""
-    return svc.app.correct_participant(
+    return json_response(svc.app.correct_participant(
         actor, participant_id, field=body.field, new_value=body.new_value, reason=body.reason,
         reason_code=body.reason_code, query_id=body.query_id, expected_version=body.expected_version,
-    )
+    ))
 
 
 @router.get("/{participant_id}/history", response_model=list[HistoryEntry])
 def history(participant_id: str, actor: ActorDep, svc: ServicesDep):
     """Every event of the participant, oldest first: who, when, old -> new, and why."""
-    return svc.app.participant_history(actor, participant_id)
+    return json_response(svc.app.participant_history(actor, participant_id))
