@@ -247,8 +247,9 @@ class AppendOnlyPostgresRecorder(PostgresApplicationRecorder):
 
 
 # --------------------------------------------------------------------------- configuration
-SQLITE_RECORDER_TOPIC = f"{__name__}:AppendOnlySQLiteRecorder"
-POSTGRES_RECORDER_TOPIC = f"{__name__}:AppendOnlyPostgresRecorder"
+# The recorders that also seal every event into the Merkle log (infrastructure/merkle_store.py).
+SQLITE_RECORDER_TOPIC = "infrastructure.merkle_store:MerkleSQLiteRecorder"
+POSTGRES_RECORDER_TOPIC = "infrastructure.merkle_store:MerklePostgresRecorder"
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
