@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -139,7 +138,7 @@ def raw_sql_inserts(url: str, *, duration: float, row_bytes: int, threads: int =
                 "CREATE TABLE IF NOT EXISTS raw_rows (id INTEGER PRIMARY KEY, originator_id TEXT NOT NULL, "
                 "originator_version INTEGER NOT NULL, topic TEXT, state BLOB, UNIQUE (originator_id, originator_version))"
             )
-        local = threading.local()
+        opened: list[sqlite3.Connection] = []
 
         def make_worker(t: int):
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
@@ -154,13 +153,13 @@ def raw_sql_inserts(url: str, *, duration: float, row_bytes: int, threads: int =
                 )
                 conn.execute("COMMIT")
 
-            local.conns = getattr(local, "conns", []) + [conn]
+            opened.append(conn)
             return op
 
         try:
             return timed_threads(make_worker, threads, duration)
         finally:
-            for c in getattr(local, "conns", []):
+            for c in opened:
                 c.close()
 
     import psycopg
