@@ -8,9 +8,9 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import auth, participants, users
+from api.routers import audit, auth, participants, users
 
-ROUTERS = [auth.router, participants.router, users.router]
+ROUTERS = [auth.router, participants.router, users.router, audit.router]
 
 
 def create_app(services: Services | None = None) -> FastAPI:

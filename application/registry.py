@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from application.audit_index import AuditIndex
 from application.participant_list import ParticipantList
 from application.projections import Projection
 
 
 def all_projections() -> list[Projection]:
-    return [ParticipantList()]
+    return [ParticipantList(), AuditIndex()]

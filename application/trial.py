@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
+from application.audit_queries import AuditQueries
 from application.participant_list import status_of
 from application.ports import PasswordHasher
 from application.views import event_view, participant_view, user_view
@@ -41,7 +42,7 @@ def parse_uuid(value: Any, what: str = "id") -> UUID:
         raise NotFound(f"no {what} {value!r}") from None
 
 
-class TrialApplication(Application):
+class TrialApplication(AuditQueries, Application):
     name = "trialaudit"
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     #: "inline": each API process keeps the read models up to date itself (SQLite: always).
     #: "external": API processes only wait for `trialaudit projections run` (PostgreSQL).
     projections: str = Field(default="inline", pattern="^(inline|external)$")
+    #: Site hours in each site's local time, for the outside-hours audit review report (R18).
+    audit_site_hours: str = Field(default="07:00-20:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$")
+    #: A first entry recorded more than this many days after its clinical date is late (R18).
+    audit_late_entry_days: int = Field(default=7, ge=0, le=3650)
     #: Load the synthetic trial into an empty store when serving.
     demo: bool = True
 
