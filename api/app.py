@@ -8,9 +8,18 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import audit, auth, participants, users
+from api.routers import adverse_events, audit, auth, outcomes, participants, safety, users, visits
 
-ROUTERS = [auth.router, participants.router, users.router, audit.router]
+ROUTERS = [
+    auth.router,
+    participants.router,
+    users.router,
+    visits.router,
+    outcomes.router,
+    adverse_events.router,
+    safety.router,
+    audit.router,
+]
 
 
 def create_app(services: Services | None = None) -> FastAPI:

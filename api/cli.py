@@ -72,6 +72,8 @@ def serve(
         setup_store(s)
     except StoreConfigError as e:
         fail(str(e))
+    if s.demo:
+        load_demo_if_empty(s)
     os.environ["TRIALAUDIT_DATABASE_URL"] = s.database_url
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
@@ -164,6 +166,61 @@ def projections_run(interval: float = typer.Option(0.2, help="Seconds between po
                 out.print(f"applied {applied} events; positions {svc.projections.positions()}")
     except KeyboardInterrupt:
         pass
+    finally:
+        svc.close()
+
+
+def load_demo_if_empty(s: Settings, participants: int = 30, seed: int = 2022) -> bool:
+    """`make run`: an empty store gets the synthetic trial (TRIALAUDIT_DEMO=0 turns this off)."""
+    from application.demo import store_is_empty
+
+    svc = build(s, follow=False)
+    try:
+        if not store_is_empty(svc.app):
+            return False
+        err.print("[cyan]empty store: loading the synthetic demo trial (TRIALAUDIT_DEMO=0 to skip)[/cyan]")
+        _run_demo(svc, participants, seed)
+        return True
+    finally:
+        svc.close()
+
+
+def _run_demo(svc, participants: int, seed: int) -> None:
+    from application.demo import DEMO_PASSWORD, generate
+
+    with _progress_bar("writing the synthetic trial") as bar:
+        task = bar.add_task("demo", total=None)
+        summary = generate(svc.app, participants=participants, seed=seed,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with _progress_bar("building the read models") as bar:
+        task = bar.add_task("catch-up", total=None)
+        svc.projections.catch_up(progress=lambda done, total: bar.update(task, completed=done, total=total))
+    out.print(
+        f"demo trial: {summary.participants} participants, {summary.visits_held} visits held, {summary.items} items, "
+        f"{summary.corrections} corrections, {summary.deviations} protocol deviations; {summary.events} events "
+        f"in {summary.seconds:.1f} s"
+    )
+    out.print(f"demo users (password '{DEMO_PASSWORD}'): {', '.join(sorted(summary.users))}")
+
+
+@cli.command()
+def demo(
+    participants: int = typer.Option(30, min=1, help="Participants to randomise (e.g. 10000 for benchmarks)"),
+    seed: int = typer.Option(2022, help="Seed of the synthetic findings, dates and corrections"),
+) -> None:
+    """Write a reproducible synthetic trial into an empty store: a year of visits, scores and corrections."""
+    from application.demo import store_is_empty
+
+    s = settings()
+    try:
+        setup_store(s)
+    except StoreConfigError as e:
+        fail(str(e))
+    svc = build(s, follow=False)
+    try:
+        if not store_is_empty(svc.app):
+            fail("the store is not empty; the demo writes only into an empty store", 1)
+        _run_demo(svc, participants, seed)
     finally:
         svc.close()
 

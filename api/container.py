@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from application.projections import ProjectionEngine
 from application.registry import all_projections
 from application.trial import TrialApplication
+from domain.safety import ReportingRules
 from infrastructure import store
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.readmodels import open_read_models
@@ -58,6 +60,15 @@ def _setup(settings: Settings) -> None:
         services.close()
 
 
+def reporting_rules(settings: Settings) -> ReportingRules:
+    return ReportingRules(
+        sae_to_sponsor=timedelta(hours=settings.sae_report_hours),
+        aesi_to_sponsor=timedelta(hours=settings.aesi_report_hours),
+        susar_fatal_or_life_threatening=timedelta(days=settings.susar_fatal_report_days),
+        susar_other=timedelta(days=settings.susar_other_report_days),
+    )
+
+
 def build(settings: Settings | None = None, *, create_tables: bool = False, follow: bool = True) -> Services:
     """Wire the application. ``follow``: keep the read models up to date in this process."""
     settings = settings or Settings()
@@ -77,6 +88,7 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
     engine = ProjectionEngine(app, open_read_models(settings.database_url, settings.postgres_pool_size), all_projections())
     engine.inline = settings.projections != "external"
     app.read_models = engine
+    app.reporting_rules = reporting_rules(settings)
     if follow and engine.inline:
         app.add_saved_listener(engine.notify)
         engine.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from domain.audit import REASON_CODES
 from domain.trial import EXCLUSION_CODES, INCLUSION_CODES, ROLES, SEXES
@@ -195,6 +195,140 @@ PROBLEMS = {
 }
 
 
+# --------------------------------------------------------------------------- visits, items, scores
+class VisitHeld(Command):
+    date: dt.date = Field(description="The calendar date the visit was held (at the site); out of window records a protocol deviation")
+    reason: str | None = Field(default=None, max_length=2000, description="Required when the date is changed (R5)")
+    reason_code: ReasonCode | None = None  # type: ignore[valid-type]
+    query_id: str | None = Field(default=None, max_length=100, description="The data query this answers (R7)")
+
+
+class UnscheduledVisit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    date: dt.date | None = Field(default=None, description="The date held, if it already took place")
+    reason: str | None = Field(default=None, max_length=2000, description="Why the unscheduled visit took place")
+
+
+class ItemValue(Command):
+    value: StrictBool | StrictInt | None = Field(
+        description="ACR/EULAR finding: true (present), false (absent) or null (unknown). "
+        "mRSS site: an integer 0..3; null clears it."
+    )
+    reason: str | None = Field(default=None, max_length=2000, description="Required for any change after the first entry (R5)")
+    reason_code: ReasonCode | None = None  # type: ignore[valid-type]
+    query_id: str | None = Field(default=None, max_length=100, description="The data query this change answers (R7)")
+    clear: bool = Field(default=False, description="Clear the item (a tombstone event; the old value stays in the history, R8). Needs a reason.")
+
+
+class ItemResult(BaseModel):
+    visit_id: str
+    item_code: str
+    value: bool | int | None
+    recorded: bool
+    changed: bool
+    version: int
+    notification_id: int
+
+
+class VisitSummary(BaseModel):
+    id: str
+    code: str
+    label: str
+    target_date: str | None
+    window_start: str | None
+    window_end: str | None
+    held_on: str | None
+    status: str
+    deviations: int
+    version: int
+
+
+class Deviation(BaseModel):
+    kind: str
+    description: str
+    target_date: str | None
+    window_start: str | None
+    window_end: str | None
+    actual_date: str
+    days_outside: int
+    recorded_at: str
+    version: int
+    current: bool = Field(description="False once the visit date was corrected away from the date it concerns")
+
+
+class VisitOut(BaseModel):
+    id: str
+    participant_id: str
+    site: str
+    arm: str
+    code: str
+    label: str
+    target_date: str | None
+    window_start: str | None
+    window_end: str | None
+    anchor_rule: str
+    held_on: str | None
+    status: str
+    items: dict[str, bool | int | None]
+    cleared_items: list[str]
+    deviations: list[Deviation]
+    created_at: str
+    modified_at: str
+    version: int
+
+
+class VisitResult(VisitOut):
+    notification_id: int
+    changed: bool | None = None
+
+
+class ItemHistoryEntry(HistoryEntry):
+    item_code: str
+    old_value: bool | int | None
+    new_value: bool | int | None
+    cleared: bool
+
+
+class VisitScores(BaseModel):
+    visit_id: str
+    visit_code: str
+    held_on: str | None
+    target_date: str | None
+    acr_eular: dict[str, Any] | None = Field(description="total_score, category_scores, meets_criteria, indeterminate, rule, change_from_baseline, ...")
+    mrss: dict[str, Any] | None = Field(description="total (null until all 17 sites are scored), rule, change_from_baseline, ...")
+
+
+class Describe(BaseModel):
+    n: int
+    mean: float | None
+    sd: float | None
+    median: float | None
+    q1: float | None
+    q3: float | None
+    iqr: float | None
+
+
+class ArmOutcome(BaseModel):
+    arm: str
+    randomised: int
+    m12_acr_eular_recorded: int
+    acr_eular_total: Describe
+    acr_eular_change: Describe
+    classified: int
+    indeterminate: int
+    not_applicable: int
+    mrss_m12_total: Describe
+    mrss_change: Describe
+
+
+class PrimaryOutcome(BaseModel):
+    visit_code: str
+    site: str | None
+    arms: list[ArmOutcome]
+    rule: str
+    as_of_notification: int | None
+
+
 # ---------------------------------------------------------------------- audit trail (R13, R15, R18, R19)
 class AuditEvent(BaseModel):
     position: int = Field(description="Global position in the event log (the notification id): the recorded order")
@@ -221,7 +355,7 @@ class AuditPage(BaseModel):
     limit: int
 
 
-class ItemValue(BaseModel):
+class AuditItemValue(BaseModel):
     position: int
     aggregate_id: str
     aggregate_type: str
@@ -241,12 +375,12 @@ class ItemValue(BaseModel):
     source: str | None = None
 
 
-class ItemHistory(BaseModel):
+class AuditItemHistory(BaseModel):
     participant_id: str
     item: str
     site: str | None
     time_zone: str
-    values: list[ItemValue]
+    values: list[AuditItemValue]
 
 
 class AuditReport(BaseModel):

@@ -364,7 +364,7 @@ class AuditQueries:
         self.save(started)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ item history (R13)
-    def item_history(self, actor: Actor, participant_id: str, item: str, *, aggregate_id: str | None = None) -> dict:
+    def audit_item_history(self, actor: Actor, participant_id: str, item: str, *, aggregate_id: str | None = None) -> dict:
         """Every value one item (or field) of a participant has had: who, role, when in UTC and in the
         site's time zone, old -> new, and why (R13). Across all the participant's aggregates (every
         visit that records the item), or one with ``aggregate_id``."""

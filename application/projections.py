@@ -74,6 +74,13 @@ class Projection(ABC):
     def process(self, event: Any, notification_id: int, cursor: ViewCursor) -> None:
         """Apply one event to the rows, using ``cursor`` (inside the batch's transaction)."""
 
+    def begin_batch(self) -> None:
+        """Called before each batch (optional): forget any state kept from a batch that was rolled back."""
+
+    def flush(self, cursor: ViewCursor) -> None:
+        """Called once per batch, inside its transaction, before the position moves (optional): write
+        what ``process`` deferred, e.g. a score recomputed once per visit instead of once per item."""
+
 
 Progress = Callable[[int, int], None]
 
@@ -124,9 +131,11 @@ class ProjectionEngine:
             # With a topic filter, a short page means nothing more up to head is relevant.
             end = notifications[-1].id if len(notifications) == self.batch_size else head
             try:
+                projection.begin_batch()
                 with self.store.transaction() as cur:
                     for n in notifications:
                         projection.process(self.app.mapper.to_domain_event(n), n.id, cur)
+                    projection.flush(cur)
                     if not self.store.advance(cur, projection.name, start, end):
                         raise PositionMoved(projection.name)
             except PositionMoved:

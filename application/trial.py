@@ -16,10 +16,12 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
+from application.adverse_events import AdverseEventCommands
 from application.audit_queries import AuditQueries
 from application.participant_list import status_of
 from application.ports import PasswordHasher
 from application.views import event_view, participant_view, user_view
+from application.visits import VisitCommands
 from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
 from domain.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied, StaleVersion
@@ -42,7 +44,7 @@ def parse_uuid(value: Any, what: str = "id") -> UUID:
         raise NotFound(f"no {what} {value!r}") from None
 
 
-class TrialApplication(AuditQueries, Application):
+class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Application):
     name = "trialaudit"
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",
@@ -377,8 +379,9 @@ class TrialApplication(AuditQueries, Application):
                 sequence = AllocationSequence.start(stratum, self._allocation_seed, make_stamp(SYSTEM_ACTOR, source="system"))
             slot, arm = sequence.use_next(self._allocation_seed, str(participant.id), stamp)
             participant.randomise(arm, slot, stratum, ALLOCATION_RULE, stamp)
+            visits = self.plan_visits(participant, stamp)  # the schedule, in the same transaction
             try:
-                recordings = self.save(participant, sequence)
+                recordings = self.save(participant, sequence, *visits)
             except IntegrityError:
                 continue  # another randomisation took the slot at the same moment: draw again
             return self._result(participant, recordings[-1].notification.id)

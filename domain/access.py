@@ -12,6 +12,18 @@ POLICY: dict[str, frozenset[str]] = {
     "participant.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     "participant.write": frozenset({"investigator", "coordinator"}),
     "participant.randomise": frozenset({"investigator", "coordinator"}),
+    # adverse events (docs/domain.md §3): site roles report and correct; sponsor-side roles read
+    "ae.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "ae.write": frozenset({"investigator", "coordinator"}),
+    "ae.report_to_sponsor": frozenset({"investigator", "coordinator"}),
+    "ae.report_to_authority": frozenset({"investigator", "coordinator", "data_manager"}),
+    # the sponsor's causality opinion, kept beside the investigator's (EU CTR Annex III)
+    "ae.sponsor_assess": frozenset({"data_manager"}),
+    "safety.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    # visits, item-level CRF data and scores (primary outcome a)
+    "visit.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "visit.write": frozenset({"investigator", "coordinator"}),
+    "outcome.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     # the user register
     "user.manage": frozenset({"admin"}),
     "user.read": frozenset({"admin", "inspector"}),

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     #: "inline": each API process keeps the read models up to date itself (SQLite: always).
     #: "external": API processes only wait for `trialaudit projections run` (PostgreSQL).
     projections: str = Field(default="inline", pattern="^(inline|external)$")
+    #: Safety reporting deadlines (docs/domain.md §3.6; national law governs, so each is configurable).
+    sae_report_hours: float = Field(default=24, gt=0)
+    aesi_report_hours: float = Field(default=24, gt=0)
+    susar_fatal_report_days: float = Field(default=7, gt=0)
+    susar_other_report_days: float = Field(default=15, gt=0)
     #: Site hours in each site's local time, for the outside-hours audit review report (R18).
     audit_site_hours: str = Field(default="07:00-20:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$")
     #: A first entry recorded more than this many days after its clinical date is late (R18).

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ActorDep, ServicesDep
 from api.responses import json_response
-from api.schemas import PROBLEMS, AuditPage, AuditReport, ItemHistory, ReportSignOff, ReportSignOffResult
+from api.schemas import PROBLEMS, AuditPage, AuditReport, AuditItemHistory, ReportSignOff, ReportSignOffResult
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses={k: PROBLEMS[k] for k in (401, 403, 404, 422)})
 
@@ -63,14 +63,14 @@ def events(
     )
 
 
-@router.get("/items/{participant_id}/{item}", response_model=ItemHistory)
+@router.get("/items/{participant_id}/{item}", response_model=AuditItemHistory)
 def item_history(
     participant_id: str, item: str, actor: ActorDep, svc: ServicesDep,
     aggregate_id: Annotated[str | None, Query(max_length=100, description="Only this record (e.g. one visit)")] = None,
 ):
     """Every value one item or field of a participant has had: who, role, when (UTC and the site's local
     time), old -> new, and why (R13)."""
-    return json_response(svc.app.item_history(actor, participant_id, item, aggregate_id=aggregate_id))
+    return json_response(svc.app.audit_item_history(actor, participant_id, item, aggregate_id=aggregate_id))
 
 
 @router.get("/reports/{kind}", response_model=AuditReport)

@@ -89,7 +89,7 @@ def test_site_walls(trial):
         with pytest.raises(PermissionDenied):
             app.audit_events(a[name], participant=trial.gomel)
         with pytest.raises(PermissionDenied):
-            app.item_history(a[name], trial.gomel, "sex")
+            app.audit_item_history(a[name], trial.gomel, "sex")
     assert {e["site"] for e in _all(app, a["mon_gomel"], site="GOMEL")} == {"GOMEL"}
     for name in ("insp", "dm"):
         assert {"MINSK", "GOMEL"} <= {e["site"] for e in _all(app, a[name])}
@@ -105,7 +105,7 @@ def test_every_retrieval_is_on_the_trail_but_not_in_the_way(trial):
     app, insp = trial.app, trial.actors["insp"]
     page = app.audit_events(insp, participant=trial.minsk, limit=5)
     b"".join(app.export_audit_events(insp, format="csv", site="MINSK"))
-    app.item_history(insp, trial.minsk, "acr_eular.puffy_fingers")
+    app.audit_item_history(insp, trial.minsk, "acr_eular.puffy_fingers")
 
     mine = app.audit_events(insp, user="insp", type="AuditTrailRetrieved")["events"]
     assert [e["type"] for e in mine] == ["AuditTrailRetrieved", "AuditTrailRetrieved"]
@@ -134,7 +134,7 @@ def test_every_retrieval_is_on_the_trail_but_not_in_the_way(trial):
 
 def test_item_history_shows_who_role_when_utc_and_local_old_new_and_why(trial):
     """R13: every value the item had, with who, role, UTC and the site's local time, old -> new, reason."""
-    history = trial.app.item_history(trial.actors["mon_minsk"], trial.minsk, "acr_eular.puffy_fingers")
+    history = trial.app.audit_item_history(trial.actors["mon_minsk"], trial.minsk, "acr_eular.puffy_fingers")
     assert history["site"] == "MINSK" and history["time_zone"] == "Europe/Minsk"
     first, second = history["values"]
     assert (first["old_value"], first["new_value"], first["reason"], first["entry_no"]) == (None, True, None, 1)
@@ -144,7 +144,7 @@ def test_item_history_shows_who_role_when_utc_and_local_old_new_and_why(trial):
     assert second["recorded_at_local"] == "2026-03-03T10:00:00.000000+03:00"
     assert second["actor"] == {"user_id": trial.actors["inv_minsk"].user_id, "username": "inv_minsk",
                                "full_name": "Inv_Minsk Person", "role": "investigator", "site": "MINSK"}
-    births = trial.app.item_history(trial.actors["insp"], trial.minsk, "birth_year")["values"]
+    births = trial.app.audit_item_history(trial.actors["insp"], trial.minsk, "birth_year")["values"]
     assert [(v["old_value"], v["new_value"]) for v in births] == [(None, 1970), (1970, 1971)]
 
 

@@ -1,0 +1,165 @@
+"""The visit and score read model: per participant and visit, the schedule, the date held, the current
+item values, the ACR/EULAR and mRSS scores and the change from baseline (primary outcome a).
+
+The projection keeps its own state (current item values per visit) in its own tables, so it never
+replays an aggregate; its rows and its position commit in one transaction (application.projections).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from application.projections import Projection, ViewCursor
+from application.scores import score_items
+from application.views import iso
+from domain.schedule import BASELINE
+from domain.visit import Visit
+
+_V = Visit
+ITEM_EVENTS = (_V.ItemRecorded, _V.ItemCorrected, _V.ItemCleared)
+
+VISIT_COLUMNS = (
+    "visit_id", "participant_id", "site", "arm", "code", "target_date", "window_start", "window_end", "held_on",
+    "deviations", "version", "acr_eular", "mrss", "acr_total", "acr_applicable", "acr_meets", "acr_indeterminate",
+    "mrss_total", "acr_change", "mrss_change", "modified_at",
+)
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+_DECODE = {"true": True, "false": False, "null": None}
+
+
+_ENCODE = {True: "true", False: "false", None: "null"}
+_CLEARED = "<cleared>"
+
+
+def encode_value(value: Any) -> str:
+    """An item value as stored: JSON (true, false, null or an integer)."""
+    return _ENCODE[value] if value is None or isinstance(value, bool) else str(int(value))
+
+
+def decode_value(text: str) -> Any:
+    return _DECODE[text] if text in _DECODE else int(text)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class VisitScores(Projection):
+    name = "visit_scores"
+    topics = tuple(
+        cls.TOPIC
+        for cls in (_V.VisitScheduled, _V.VisitRescheduled, _V.VisitHeld, _V.VisitDateCorrected,
+                    _V.ProtocolDeviationRecorded, *ITEM_EVENTS)
+    )
+
+    def create_statements(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS visit_scores ("
+            " visit_id TEXT PRIMARY KEY, participant_id TEXT NOT NULL, site TEXT NOT NULL, arm TEXT NOT NULL,"
+            " code TEXT NOT NULL, target_date TEXT, window_start TEXT, window_end TEXT, held_on TEXT,"
+            " deviations BIGINT NOT NULL, version BIGINT NOT NULL, acr_eular TEXT, mrss TEXT,"
+            " acr_total BIGINT, acr_applicable BOOLEAN, acr_meets BOOLEAN, acr_indeterminate BOOLEAN,"
+            " mrss_total BIGINT, acr_change BIGINT, mrss_change BIGINT, modified_at TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS visit_scores_participant ON visit_scores (participant_id)",
+            "CREATE INDEX IF NOT EXISTS visit_scores_code_arm ON visit_scores (code, arm)",
+            "CREATE TABLE IF NOT EXISTS visit_items ("
+            " visit_id TEXT NOT NULL, item_code TEXT NOT NULL, value TEXT NOT NULL,"
+            " PRIMARY KEY (visit_id, item_code))",
+        ]
+
+    def tables(self) -> list[str]:
+        return ["visit_scores", "visit_items"]
+
+    def process(self, event: Any, notification_id: int, cur: ViewCursor) -> None:
+        vid = str(event.originator_id)
+        version = event.originator_version
+        if isinstance(event, ITEM_EVENTS):
+            # kept until the end of the batch: items written together, each visit scored once (flush)
+            self._pending.setdefault(vid, {})[event.item_code] = (
+                _CLEARED if isinstance(event, _V.ItemCleared) else encode_value(event.value))
+            self._dirty[vid] = (version, event.timestamp)
+            return
+        at = iso(event.timestamp)
+        if isinstance(event, _V.VisitScheduled):
+            cur.execute(
+                "INSERT INTO visit_scores (visit_id, participant_id, site, arm, code, target_date, window_start,"
+                " window_end, deviations, version, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (vid, event.participant_id, event.site, event.arm, event.code, event.target_date,
+                 event.window_start, event.window_end, 0, version, at),
+            )
+        elif isinstance(event, _V.VisitRescheduled):
+            cur.execute(
+                "UPDATE visit_scores SET target_date = ?, window_start = ?, window_end = ?, version = ?,"
+                " modified_at = ? WHERE visit_id = ?",
+                (event.target_date, event.window_start, event.window_end, version, at, vid),
+            )
+        elif isinstance(event, (_V.VisitHeld, _V.VisitDateCorrected)):
+            cur.execute("UPDATE visit_scores SET held_on = ?, version = ?, modified_at = ? WHERE visit_id = ?",
+                        (event.held_on, version, at, vid))
+        elif isinstance(event, _V.ProtocolDeviationRecorded):
+            cur.execute("UPDATE visit_scores SET deviations = deviations + 1, version = ?, modified_at = ?"
+                        " WHERE visit_id = ?", (version, at, vid))
+
+    def __init__(self) -> None:
+        self.begin_batch()
+
+    def begin_batch(self) -> None:
+        self._dirty: dict[str, tuple[int, Any]] = {}
+        self._pending: dict[str, dict[str, str]] = {}
+
+    def flush(self, cur: ViewCursor) -> None:
+        dirty, pending = self._dirty, self._pending
+        self.begin_batch()
+        upserts = [(vid, code, v) for vid, items in pending.items() for code, v in items.items() if v is not _CLEARED]
+        deletes = [(vid, code) for vid, items in pending.items() for code, v in items.items() if v is _CLEARED]
+        if upserts:
+            cur.executemany(
+                "INSERT INTO visit_items (visit_id, item_code, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (visit_id, item_code) DO UPDATE SET value = excluded.value", upserts)
+        if deletes:
+            cur.executemany("DELETE FROM visit_items WHERE visit_id = ? AND item_code = ?", deletes)
+        participants = set()
+        for vid, (version, timestamp) in dirty.items():
+            at = iso(timestamp)
+            cur.execute("SELECT item_code, value FROM visit_items WHERE visit_id = ?", (vid,))
+            acr, mrss = score_items({code: decode_value(value) for code, value in cur.fetchall()})
+            cur.execute(
+                "UPDATE visit_scores SET acr_eular = ?, mrss = ?, acr_total = ?, acr_applicable = ?, acr_meets = ?,"
+                " acr_indeterminate = ?, mrss_total = ? WHERE visit_id = ?",
+                (dumps(acr), dumps(mrss),
+                 acr and acr["total_score"], None if acr is None else acr["applicable"],
+                 None if acr is None else acr["meets_criteria"], None if acr is None else acr["indeterminate"],
+                 mrss and mrss["total"], vid),
+            )
+            cur.execute("UPDATE visit_scores SET version = ?, modified_at = ? WHERE visit_id = ? AND version < ?",
+                        (version, at, vid, version))
+            cur.execute("SELECT participant_id FROM visit_scores WHERE visit_id = ?", (vid,))
+            participants.add(cur.fetchone()[0])
+        for pid in sorted(participants):
+            self._refresh_changes(pid, cur)
+
+    @staticmethod
+    def _refresh_changes(pid: str, cur: ViewCursor) -> None:
+        """Change from baseline of every visit of the participant (a baseline change moves them all)."""
+        cur.execute("SELECT visit_id, code, acr_total, mrss_total, acr_change, mrss_change FROM visit_scores"
+                    " WHERE participant_id = ?", (pid,))
+        rows = cur.fetchall()
+        bl = next((r for r in rows if r[1] == BASELINE), None)
+        bl_acr, bl_mrss = (bl[2], bl[3]) if bl else (None, None)
+        for visit_id, _, acr, mrss, old_acr_change, old_mrss_change in rows:
+            acr_change = None if acr is None or bl_acr is None else acr - bl_acr
+            mrss_change = None if mrss is None or bl_mrss is None else mrss - bl_mrss
+            if (acr_change, mrss_change) != (old_acr_change, old_mrss_change):
+                cur.execute("UPDATE visit_scores SET acr_change = ?, mrss_change = ? WHERE visit_id = ?",
+                            (acr_change, mrss_change, visit_id))
+
+
+def row_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A visit_scores row as the visit and score queries need it (JSON columns decoded)."""
+    return {**row, "acr_eular": loads(row["acr_eular"]), "mrss": loads(row["mrss"])}

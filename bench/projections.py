@@ -1,0 +1,128 @@
+"""Benchmark: projection rebuild rate and the scores query latency (issue 3 targets).
+
+* Rebuild: drop every read model and rebuild it from event 1 (SQLite), in events applied per second,
+  against the raw notification-log read rate measured in the same run (``recorder.select_notifications``
+  pages of the same size, no decoding): target >= 20,000 events/s and >= 0.5 x the raw rate.
+* Scores query: ``participant_scores`` (what ``GET /participants/{id}/scores`` runs) p50/p99 over
+  random participants, against ``get_participant`` in the same run: target p99 <= 10 ms; ``--big``
+  fills the store to 1,000,000 events first.
+
+The store is written by the synthetic-trial generator (application.demo), so the events are the
+real ones. ``run(args)`` returns rows for the harness's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from api.container import build, setup_store
+from application.demo import generate
+from infrastructure.settings import Settings
+
+EVENTS_PER_PARTICIPANT = 190  # about what the demo writes per randomised participant
+
+
+def _settings(directory: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{directory}/bench.db", data_dir=directory, demo=False,
+        sites={"MINSK": "Europe/Minsk", "GOMEL": "Europe/Minsk"},
+        argon2_memory_kib=1024, argon2_time_cost=1, argon2_parallelism=1,
+    )
+
+
+def raw_read_rate(app: Any, page: int) -> tuple[int, float]:
+    """Every notification of the log, in pages, without decoding: (count, events/s)."""
+    start, count = 0, 0
+    t0 = time.perf_counter()
+    while True:
+        rows = app.recorder.select_notifications(start=start, limit=page, inclusive_of_start=False)
+        count += len(rows)
+        if len(rows) < page:
+            break
+        start = rows[-1].id
+    return count, count / (time.perf_counter() - t0)
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def run(args: Any = None) -> list[dict[str, Any]]:
+    participants = getattr(args, "participants", None) or (
+        1_000_000 // EVENTS_PER_PARTICIPANT + 1 if getattr(args, "big", False) else 400)
+    queries = getattr(args, "queries", None) or 1000
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="trialaudit-bench-") as tmp:
+        settings = _settings(Path(tmp))
+        setup_store(settings)
+        svc = build(settings, follow=False)
+        try:
+            summary = generate(svc.app, participants=participants, seed=2022)
+            engine = svc.projections
+            engine.catch_up()
+            # warm the OS cache equally for both measurements
+            raw_read_rate(svc.app, engine.batch_size)
+            events, raw_rate = raw_read_rate(svc.app, engine.batch_size)
+            t0 = time.perf_counter()
+            applied = engine.rebuild()
+            seconds = time.perf_counter() - t0
+            rate = applied / seconds
+            rows.append({
+                "name": f"projection rebuild, SQLite ({events:,} events in the log, {applied:,} applied)",
+                "figure": round(rate), "unit": "events/s",
+                "baseline": "raw notification-log read (same pages, no decoding)", "baseline_figure": round(raw_rate),
+                "ratio": round(rate / raw_rate, 3), "target": ">= 20,000 events/s and ratio >= 0.5",
+            })
+
+            app = svc.app
+            dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
+            ids = [r["id"] for r in app.list_participants(dm)]
+            rng = random.Random(1)
+            sample = [rng.choice(ids) for _ in range(queries)]
+
+            def timed(fn) -> list[float]:
+                out = []
+                for pid in sample:
+                    t = time.perf_counter()
+                    fn(pid)
+                    out.append((time.perf_counter() - t) * 1000)
+                return out
+
+            base = timed(lambda pid: app.get_participant(dm, pid))
+            scores = timed(lambda pid: app.participant_scores(dm, pid))
+            p99, base_p99 = percentile(scores, 99), percentile(base, 99)
+            rows.append({
+                "name": f"scores query p99 ({events:,} events, {queries} queries; p50 {statistics.median(scores):.2f} ms)",
+                "figure": round(p99, 2), "unit": "ms",
+                "baseline": "get_participant p99 (aggregate read)", "baseline_figure": round(base_p99, 2),
+                "ratio": round(p99 / base_p99, 2) if base_p99 else None,
+                "target": "<= 10 ms at 1,000,000 events",
+            })
+            rows.append({
+                "name": f"demo generation ({summary.participants:,} participants)",
+                "figure": round(summary.events / summary.seconds), "unit": "events/s",
+                "baseline": None, "baseline_figure": None, "ratio": None, "target": None,
+            })
+        finally:
+            svc.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--participants", type=int, default=None)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--big", action="store_true", help="fill the store to 1,000,000 events first")
+    for row in run(parser.parse_args()):
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
