@@ -85,6 +85,9 @@ class AuditIndex(Projection):
     name = "audit_index"
     topics = ()  # every event
 
+    def __init__(self) -> None:
+        self.begin_batch()
+
     def create_statements(self) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS audit_events ("
@@ -117,17 +120,76 @@ class AuditIndex(Projection):
     def tables(self) -> list[str]:
         return ["audit_events", "audit_changes", "audit_aggregates"]
 
-    # ------------------------------------------------------------------ learning
-    @staticmethod
-    def _known(cur: ViewCursor, aggregate_id: str) -> tuple[str | None, str | None, str | None] | None:
+    # ------------------------------------------------------------------ one batch
+    # What a batch learns is kept in memory until ``flush`` writes it with one executemany per table
+    # (a pipeline on PostgreSQL). ``begin_batch`` forgets it, so a rolled-back batch leaves nothing
+    # behind, and what another worker wrote is read from the tables in the next batch.
+    def begin_batch(self) -> None:
+        self._aggregates: dict[str, tuple] = {}  # aggregate -> (participant, site, clinical date)
+        self._aggregate_types: dict[str, str] = {}
+        self._stored: dict[str, tuple | None] = {}  # aggregate -> its row in the table before this batch
+        self._entries: dict[tuple[str, str], int] = {}  # (aggregate, field) -> entries so far
+        self._complete: set[str] = set()  # aggregates created in this batch: all their entries are here
+        self._event_rows: list[tuple] = []
+        self._change_rows: list[tuple] = []
+
+    def _known(self, cur: ViewCursor, aggregate_id: str, *, new: bool = False) -> tuple | None:
+        if aggregate_id in self._aggregates:
+            return self._aggregates[aggregate_id]
+        if new:  # a first event: nothing can be known of its aggregate yet
+            self._stored[aggregate_id] = None
+            return None
         cur.execute("SELECT participant_id, site, clinical_date FROM audit_aggregates WHERE aggregate_id = ?", (aggregate_id,))
         row = cur.fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        known = None if row is None else (row[0], row[1], row[2])
+        self._stored.setdefault(aggregate_id, known)
+        if known is not None:
+            self._aggregates[aggregate_id] = known
+        return known
+
+    def _entry_no(self, cur: ViewCursor, aggregate_id: str, field: str) -> int:
+        key = (aggregate_id, field)
+        if key not in self._entries:
+            if aggregate_id in self._complete:
+                self._entries[key] = 0
+            else:
+                cur.execute("SELECT COUNT(*) FROM audit_changes WHERE aggregate_id = ? AND field = ?", key)
+                self._entries[key] = int(cur.fetchone()[0])
+        self._entries[key] += 1
+        return self._entries[key]
+
+    def flush(self, cur: ViewCursor) -> None:
+        inserts, updates = [], []
+        for aggregate_id, values in self._aggregates.items():
+            stored = self._stored.get(aggregate_id, values)
+            if aggregate_id in self._stored and stored is None:
+                inserts.append((aggregate_id, self._aggregate_types[aggregate_id], *values))
+            elif values != stored:
+                updates.append((*values, aggregate_id))
+        if inserts:
+            cur.executemany(
+                "INSERT INTO audit_aggregates (aggregate_id, aggregate_type, participant_id, site, clinical_date)"
+                " VALUES (?, ?, ?, ?, ?)", inserts)
+        if updates:
+            cur.executemany(
+                "UPDATE audit_aggregates SET participant_id = ?, site = ?, clinical_date = ? WHERE aggregate_id = ?",
+                updates)
+        if self._event_rows:
+            cur.executemany(
+                f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
+                self._event_rows)
+        if self._change_rows:
+            cur.executemany(
+                "INSERT INTO audit_changes (position, seq, aggregate_id, aggregate_type, participant_id, site,"
+                " actor_user_id, actor_username, actor_role, field, old_value, new_value, entry_no, recorded_at,"
+                " clinical_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._change_rows)
+        self.begin_batch()
 
     def process(self, event: Any, notification_id: int, cur: ViewCursor) -> None:
         aggregate_id = str(event.originator_id)
         aggregate_type = aggregate_type_of(event)
-        known = self._known(cur, aggregate_id)
+        new = event.originator_version == 1
+        known = self._known(cur, aggregate_id, new=new)
         agg_participant, agg_site, agg_date = known or (None, None, None)
 
         # participant: a Participant is its own; an event naming one maps its aggregate to it
@@ -165,24 +227,16 @@ class AuditIndex(Projection):
         if clinical_date is None:
             clinical_date = agg_date
 
-        if known is None:
-            cur.execute(
-                "INSERT INTO audit_aggregates (aggregate_id, aggregate_type, participant_id, site, clinical_date)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (aggregate_id, aggregate_type, agg_participant, agg_site, agg_date),
-            )
-        elif (agg_participant, agg_site, agg_date) != known:
-            cur.execute(
-                "UPDATE audit_aggregates SET participant_id = ?, site = ?, clinical_date = ? WHERE aggregate_id = ?",
-                (agg_participant, agg_site, agg_date, aggregate_id),
-            )
+        self._aggregates[aggregate_id] = (agg_participant, agg_site, agg_date)
+        self._aggregate_types.setdefault(aggregate_id, aggregate_type)
+        if new:
+            self._complete.add(aggregate_id)
 
         audit = getattr(event, "audit", None) or {}
         actor = audit.get("actor") or {}
         recorded_at = iso(event.timestamp)
         fields = sorted({str(ch.get("field")) for ch in changes})
-        cur.execute(
-            f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
+        self._event_rows.append(
             (
                 notification_id, aggregate_id, event.originator_version, type(event).__name__, aggregate_type,
                 participant_id, site, str(actor.get("user_id")), actor.get("username"), actor.get("full_name"),
@@ -191,25 +245,10 @@ class AuditIndex(Projection):
                 " ".join(fields) if fields else None, to_json(changes),
             ),
         )
-        rows = []
         for seq, ch in enumerate(changes):
             field = str(ch.get("field"))
-            entry_no = 1
-            if event.originator_version > 1:
-                cur.execute(
-                    "SELECT COUNT(*) FROM audit_changes WHERE aggregate_id = ? AND field = ?", (aggregate_id, field)
-                )
-                entry_no = int(cur.fetchone()[0]) + 1
-            entry_no += sum(1 for r in rows if r[9] == field)  # the same field twice in one event
-            rows.append((
+            self._change_rows.append((
                 notification_id, seq, aggregate_id, aggregate_type, participant_id, site, str(actor.get("user_id")),
                 actor.get("username"), actor.get("role"), field, to_json(ch.get("old_value")),
-                to_json(ch.get("new_value")), entry_no, recorded_at, clinical_date,
+                to_json(ch.get("new_value")), self._entry_no(cur, aggregate_id, field), recorded_at, clinical_date,
             ))
-        if rows:
-            cur.executemany(
-                "INSERT INTO audit_changes (position, seq, aggregate_id, aggregate_type, participant_id, site,"
-                " actor_user_id, actor_username, actor_role, field, old_value, new_value, entry_no, recorded_at,"
-                " clinical_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
