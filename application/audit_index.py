@@ -27,8 +27,9 @@ learned per aggregate). All three are rebuilt from event 1 and a rebuild equals 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
+
+import orjson
 
 from application.projections import Projection, ViewCursor
 from application.views import iso
@@ -45,9 +46,12 @@ EVENT_COLUMNS = (
 )
 
 
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def to_json(value: Any) -> str:
-    """Old and new values as JSON text: exact, typed, and comparable as text."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    """Old and new values as JSON text: exact, typed, keys sorted, so comparable as text."""
+    return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
 
 
 def _as_date(value: Any) -> str | None:
