@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import adverse_events, audit, auth, outcomes, participants, safety, users, visits
+from api.routers import adverse_events, audit, auth, integrity, outcomes, participants, safety, users, visits
 
 ROUTERS = [
     auth.router,
@@ -18,6 +18,7 @@ ROUTERS = [
     outcomes.router,
     adverse_events.router,
     safety.router,
+    integrity.router,
     audit.router,
 ]
 
