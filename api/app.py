@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import adverse_events, auth, integrity, outcomes, participants, safety, users, visits
+from api.routers import adverse_events, audit, auth, integrity, outcomes, participants, safety, users, visits
 
 ROUTERS = [
     auth.router,
@@ -19,6 +19,7 @@ ROUTERS = [
     adverse_events.router,
     safety.router,
     integrity.router,
+    audit.router,
 ]
 
 
