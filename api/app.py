@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import adverse_events, auth, integrity, outcomes, participants, safety, users, visits
+from api.routers import adverse_events, auth, casebook, exports, integrity, outcomes, participants, safety, users, visits
 
 ROUTERS = [
     auth.router,
@@ -19,6 +19,8 @@ ROUTERS = [
     adverse_events.router,
     safety.router,
     integrity.router,
+    casebook.router,
+    exports.router,
 ]
 
 
