@@ -110,3 +110,23 @@ def test_the_checker_catches_what_the_xsd_does_not(tmp_path, client, story):
     naive = text[:start] + text[start:start + 26] + text[start + 27:]  # drop the Z
     with pytest.raises(AssertionError, match="zone"):
         check_rules(_save(tmp_path, "naive.xml", naive.encode()))
+
+
+def test_cli_export_odm_writes_a_valid_file_and_records_the_export(services, story, add_user, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import cli
+    from tests.conftest import PASSWORD
+
+    add_user("dmcli", "data_manager", "*")
+    monkeypatch.setenv("TRIALAUDIT_DATABASE_URL", services.settings.database_url)
+    monkeypatch.setenv("TRIALAUDIT_DATA_DIR", str(services.settings.data_dir))
+    monkeypatch.setenv("TRIALAUDIT_SITES", '{"MINSK": "Europe/Minsk", "GOMEL": "Europe/Minsk"}')
+    before = len(_exports(services))
+    for args, name in (([], "all.xml"), (["--participant", story["pid"]], "one.xml")):
+        out = tmp_path / name
+        result = CliRunner().invoke(cli, ["export", "odm", "--out", str(out), "--user", "dmcli", *args], input=PASSWORD + "\n")
+        assert result.exit_code == 0, result.output
+        validate_xsd(out)
+        check_rules(out)
+    assert len(_exports(services)) == before + 2
