@@ -8,7 +8,19 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import adverse_events, audit, auth, integrity, outcomes, participants, safety, users, visits
+from api.routers import (
+    adverse_events,
+    audit,
+    auth,
+    casebook,
+    exports,
+    integrity,
+    outcomes,
+    participants,
+    safety,
+    users,
+    visits,
+)
 
 ROUTERS = [
     auth.router,
@@ -20,6 +32,8 @@ ROUTERS = [
     safety.router,
     integrity.router,
     audit.router,
+    casebook.router,
+    exports.router,
 ]
 
 

@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from application.adverse_events import AdverseEventCommands
 from application.audit_queries import AuditQueries
+from application.casebook import CasebookQueries
 from application.participant_list import status_of
 from application.ports import PasswordHasher
 from application.views import event_view, participant_view, user_view
@@ -44,7 +45,7 @@ def parse_uuid(value: Any, what: str = "id") -> UUID:
         raise NotFound(f"no {what} {value!r}") from None
 
 
-class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Application):
+class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, CasebookQueries, Application):
     name = "trialaudit"
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",

@@ -24,6 +24,9 @@ POLICY: dict[str, frozenset[str]] = {
     "visit.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     "visit.write": frozenset({"investigator", "coordinator"}),
     "outcome.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    # casebooks replayed for inspection and ODM exports (R14, R16, R17); site-bound roles: own site only
+    "casebook.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "export.odm": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     # the user register
     "user.manage": frozenset({"admin"}),
     "user.read": frozenset({"admin", "inspector"}),

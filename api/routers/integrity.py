@@ -12,6 +12,9 @@ from application.integrity import IntegrityService
 from domain.errors import NotFound
 from pydantic import BaseModel, Field
 
+# Leaf indices and tree sizes are stored as 64-bit integers: larger ones are bad input (422), not a crash.
+MAX_INDEX = 2**62
+
 router = APIRouter(prefix="/integrity", tags=["integrity"], responses={k: PROBLEMS[k] for k in (401, 422)})
 
 
@@ -66,8 +69,8 @@ def sign_head(actor: ActorDep, svc: ServicesDep):
 def inclusion(
     actor: ActorDep,
     svc: ServicesDep,
-    leaf_index: Annotated[int, Query(ge=0, description="Leaf index, from 0")],
-    tree_size: Annotated[int | None, Query(ge=1, description="Tree size of a signed head (default: now)")] = None,
+    leaf_index: Annotated[int, Query(ge=0, le=MAX_INDEX, description="Leaf index, from 0")],
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_INDEX, description="Tree size of a signed head (default: now)")] = None,
 ):
     return _integrity(svc).inclusion_proof(leaf_index, tree_size)
 
@@ -76,8 +79,8 @@ def inclusion(
 def consistency(
     actor: ActorDep,
     svc: ServicesDep,
-    first: Annotated[int, Query(ge=0, description="Tree size of the earlier head")],
-    second: Annotated[int | None, Query(ge=0, description="Tree size of the later head (default: now)")] = None,
+    first: Annotated[int, Query(ge=0, le=MAX_INDEX, description="Tree size of the earlier head")],
+    second: Annotated[int | None, Query(ge=0, le=MAX_INDEX, description="Tree size of the later head (default: now)")] = None,
 ):
     return _integrity(svc).consistency_proof(first, second)
 
@@ -86,7 +89,7 @@ def consistency(
 def leaves(
     actor: ActorDep,
     svc: ServicesDep,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ):
     return _integrity(svc).leaves(start, limit)
