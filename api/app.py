@@ -8,7 +8,19 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
-from api.routers import adverse_events, auth, locks, outcomes, participants, queries, safety, signatures, users, visits
+from api.routers import (
+    adverse_events,
+    auth,
+    integrity,
+    locks,
+    outcomes,
+    participants,
+    queries,
+    safety,
+    signatures,
+    users,
+    visits,
+)
 
 ROUTERS = [
     auth.router,
@@ -18,6 +30,7 @@ ROUTERS = [
     outcomes.router,
     adverse_events.router,
     safety.router,
+    integrity.router,
     signatures.router,
     queries.router,
     locks.router,

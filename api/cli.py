@@ -6,6 +6,7 @@ import getpass
 import os
 import socket
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -170,6 +171,122 @@ def projections_run(interval: float = typer.Option(0.2, help="Seconds between po
         svc.close()
 
 
+# --------------------------------------------------------------------------- integrity (issue 6)
+def _sha256_rate(size: int = 300, seconds: float = 0.2) -> float:
+    """SHA-256 digests per second of ``size``-byte messages on this machine, now (for comparison)."""
+    import hashlib
+    import time
+
+    message, n, started = bytes(size), 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        for _ in range(2000):
+            hashlib.sha256(message).digest()
+        n += 2000
+    return n / elapsed
+
+
+def _integrity_services():
+    s = settings()
+    try:
+        setup_store(s)
+        return build(s, follow=False)
+    except (StoreConfigError, ValueError) as e:
+        fail(str(e))
+
+
+def _read_head(path: Path):
+    import json
+
+    from application.integrity import SignedHead
+
+    try:
+        return SignedHead.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:
+        fail(f"cannot read a signed head from {path}: {e}")
+    except InvalidInput as e:
+        fail(f"{path}: {e.detail}")
+
+
+@cli.command()
+def verify(
+    head: list[Path] = typer.Option(None, "--head", help="A signed head kept outside the database (JSON) to check too"),
+) -> None:
+    """Recompute every leaf from the stored events, the tree and every signed head; exit 1 naming the first bad leaf."""
+    extra = [_read_head(p) for p in head or ()]
+    svc = _integrity_services()
+    try:
+        with _progress_bar("verifying the integrity log") as bar:
+            task = bar.add_task("verify", total=None)
+            report = svc.integrity.verify(lambda done, total: bar.update(task, completed=done, total=total), extra)
+    finally:
+        svc.close()
+    out.print(
+        f"checked {report.events} events, {report.leaves} leaves and {report.heads_checked} signed heads "
+        f"in {report.seconds:.2f} s ({report.rate:,.0f} events/s; SHA-256 of 300-byte messages here: "
+        f"{_sha256_rate():,.0f}/s)"
+    )
+    out.print(f"root over {report.leaves} leaves: {report.root_hash.hex()}", soft_wrap=True)
+    first = report.first_bad
+    if first is None:
+        out.print("[green]OK[/green]: every event is sealed, unchanged and in order; every signed head matches")
+        return
+    where = "" if first.exact else f" (the first bad leaf lies in {first.first}..{first.last - 1})"
+    print(f"FAIL: first bad leaf index {first.first}{where}: {first.message}")
+    for other in [f for f in report.findings if f is not first][:10]:
+        err.print(f"  also: leaves {other.first}..{other.last - 1}: {other.message}")
+    if report.bad_leaves > 1:
+        err.print(f"  {report.bad_leaves} leaves in all disagree with the stored events")
+    raise typer.Exit(1)
+
+
+@cli.command("head")
+def head_command(
+    sign: bool = typer.Option(False, "--sign", help="Sign a new head even if the log has not grown"),
+    out_file: Path = typer.Option(None, "--out", help="Also write the head to this file (keep it outside the database)"),
+) -> None:
+    """Print the signed tree head over the whole log (signing one if the log has grown since the last)."""
+    import json
+
+    svc = _integrity_services()
+    try:
+        head = (svc.integrity.sign_head() if sign else svc.integrity.head()).to_json()
+    finally:
+        svc.close()
+    text = json.dumps(head, indent=2)
+    if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+@cli.command()
+def bundle(
+    out_dir: Path = typer.Option(..., "--out", help="Directory to write the bundle into"),
+    participant: str = typer.Option(None, "--participant", help="The participant id whose events to prove"),
+    all_events: bool = typer.Option(False, "--all", help="Every event in the log"),
+    since_head: Path = typer.Option(None, "--since-head", help="An earlier signed head (JSON) to prove consistency from"),
+) -> None:
+    """Write an inspector bundle: events, inclusion proofs, signed head, public key and an offline verifier."""
+    from infrastructure.bundle import write_bundle
+
+    if bool(participant) == all_events:
+        fail("give exactly one of --participant ID or --all")
+    since = _read_head(since_head) if since_head else None
+    svc = _integrity_services()
+    try:
+        data = svc.integrity.bundle(None if all_events else participant, since)
+        with _progress_bar("writing the bundle") as bar:
+            task = bar.add_task("bundle", total=data.head.tree_size if all_events else None)
+            manifest = write_bundle(data, out_dir, svc.integrity.signer.public_key_pem(),
+                                    lambda n: bar.update(task, completed=n))
+    except DomainError as e:
+        fail(e.detail, 1)
+    finally:
+        svc.close()
+    out.print(
+        f"wrote {manifest['events']} events proven against a signed head over {manifest['tree_size']} leaves to {out_dir}\n"
+        f"check it anywhere with: python3 {out_dir / 'verify_bundle.py'} {out_dir}"
+    )
 def load_demo_if_empty(s: Settings, participants: int = 30, seed: int = 2022) -> bool:
     """`make run`: an empty store gets the synthetic trial (TRIALAUDIT_DEMO=0 turns this off)."""
     from application.demo import store_is_empty

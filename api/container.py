@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from application.integrity import IntegrityService
 from application.projections import ProjectionEngine
 from application.registry import all_projections
 from application.trial import TrialApplication
 from domain.safety import ReportingRules
 from infrastructure import store
 from infrastructure.passwords import Argon2Passwords
+from infrastructure.merkle_store import MerkleLog, attach_head_signer
 from infrastructure.readmodels import open_read_models
 from infrastructure.secrets import from_text, load_or_create
 from infrastructure.settings import Settings
+from infrastructure.signing import load_signer, verify_signature
 from infrastructure.tokens import TokenService
 
 
@@ -23,6 +26,7 @@ class Services:
     app: TrialApplication
     tokens: TokenService
     projections: ProjectionEngine
+    integrity: IntegrityService | None = None
 
     def close(self) -> None:
         self.projections.stop()
@@ -91,5 +95,12 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
         app.add_saved_listener(engine.notify)
         engine.start()
     return Services(
-        settings=settings, app=app, tokens=TokenService(_token_key(settings), settings.token_ttl_seconds), projections=engine
+        settings=settings, app=app, tokens=TokenService(_token_key(settings), settings.token_ttl_seconds), projections=engine,
+        integrity=_integrity(settings, app),
     )
+
+
+def _integrity(settings: Settings, app: TrialApplication) -> IntegrityService:
+    signer = load_signer(settings.signing_key, settings.data_dir)
+    attach_head_signer(app.recorder, signer, settings.head_interval_seconds)
+    return IntegrityService(MerkleLog(app.recorder), signer, verify_signature)

@@ -86,7 +86,7 @@ Progress = Callable[[int, int], None]
 
 
 class ProjectionEngine:
-    def __init__(self, app: Any, store: ReadModelStore, projections: Sequence[Projection], *, batch_size: int = 1000):
+    def __init__(self, app: Any, store: ReadModelStore, projections: Sequence[Projection], *, batch_size: int = 5000):
         self.app = app
         self.store = store
         self.projections = {p.name: p for p in projections}

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     #: "inline": each API process keeps the read models up to date itself (SQLite: always).
     #: "external": API processes only wait for `trialaudit projections run` (PostgreSQL).
     projections: str = Field(default="inline", pattern="^(inline|external)$")
+    #: Ed25519 private key that signs tree heads (32 bytes, hex or base64). Default: data_dir/signing.key.
+    signing_key: str | None = None
+    #: A head is signed in the storing transaction once the last one is older than this (0: every transaction).
+    head_interval_seconds: float = Field(default=10.0, ge=0)
     #: Safety reporting deadlines (docs/domain.md §3.6; national law governs, so each is configurable).
     sae_report_hours: float = Field(default=24, gt=0)
     aesi_report_hours: float = Field(default=24, gt=0)

@@ -247,8 +247,9 @@ class AppendOnlyPostgresRecorder(PostgresApplicationRecorder):
 
 
 # --------------------------------------------------------------------------- configuration
-SQLITE_RECORDER_TOPIC = f"{__name__}:AppendOnlySQLiteRecorder"
-POSTGRES_RECORDER_TOPIC = f"{__name__}:AppendOnlyPostgresRecorder"
+# The recorders that also seal every event into the Merkle log (infrastructure/merkle_store.py).
+SQLITE_RECORDER_TOPIC = "infrastructure.merkle_store:MerkleSQLiteRecorder"
+POSTGRES_RECORDER_TOPIC = "infrastructure.merkle_store:MerklePostgresRecorder"
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
@@ -282,7 +283,10 @@ def parse_database_url(url: str) -> dict[str, Any]:
 def eventsourcing_env(url: str, *, create_table: bool, pool_size: int = 8, recorder_topic: str | None = None) -> dict[str, str]:
     """The eventsourcing settings for the store at ``url``."""
     parts = parse_database_url(url)
-    env = {"CREATE_TABLE": "y" if create_table else "n"}
+    env = {
+        "CREATE_TABLE": "y" if create_table else "n",
+        "TRANSCODER_TOPIC": "infrastructure.transcoder:OrjsonDecodingTranscoder",
+    }
     if parts["kind"] == "sqlite":
         if parts["path"] != ":memory:" and "mode=memory" not in parts["path"]:
             Path(parts["path"]).parent.mkdir(parents=True, exist_ok=True)

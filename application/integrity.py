@@ -1,0 +1,479 @@
+"""The integrity service: signed tree heads, proofs, leaves, whole-log verification and bundles.
+
+The Merkle log itself is written by the recorder, in the transaction that stores the events
+(infrastructure/merkle_store.py). This service only reads it, signs heads and checks it. Any
+authenticated user may read proofs (they reveal hashes only); the API enforces authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from application import merkle as M
+from domain.errors import InvalidInput, NotFound
+
+MAX_LEAVES_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    tree_size: int
+    root_hash: bytes
+    timestamp_ms: int
+    signature: bytes
+    public_key: bytes
+    head_id: int | None = None
+
+    def signed_bytes(self) -> bytes:
+        return M.tree_head_bytes(self.tree_size, self.timestamp_ms, self.root_hash)
+
+    @property
+    def timestamp(self) -> str:
+        moment = dt.datetime.fromtimestamp(self.timestamp_ms / 1000, dt.timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "timestamp": self.timestamp,
+            "timestamp_ms": self.timestamp_ms,
+            "signature": base64.b64encode(self.signature).decode(),
+            "public_key": base64.b64encode(self.public_key).decode(),
+            "head_id": self.head_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SignedHead:
+        """Read a head as GET /integrity/head or a bundle's head.json gives it."""
+        try:
+            if "timestamp_ms" in data:
+                ts = int(data["timestamp_ms"])
+            else:
+                moment = dt.datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00"))
+                ts = round(moment.timestamp() * 1000)
+            return cls(
+                tree_size=int(data["tree_size"]),
+                root_hash=bytes.fromhex(data["root_hash"]),
+                timestamp_ms=ts,
+                signature=base64.b64decode(data["signature"]),
+                public_key=base64.b64decode(data["public_key"]),
+                head_id=data.get("head_id"),
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise InvalidInput.one("head", f"not a signed tree head: {e}") from None
+
+
+@dataclass(frozen=True)
+class Leaf:
+    leaf_index: int
+    notification_id: int
+    leaf_hash: bytes
+    leaf_data: bytes | None = None  # None when the sealed event is missing
+
+
+class MerkleLogStore(Protocol):
+    """What the service needs from the store (implemented in infrastructure/merkle_store.py)."""
+
+    def tree_size(self) -> int: ...
+    def event_count(self) -> int: ...
+    def node_hashes(self, nodes: Iterable[M.Node]) -> dict[M.Node, bytes]: ...
+    def leaves(self, start: int, limit: int) -> list[Leaf]: ...
+    def leaves_of(self, originator_id: UUID) -> list[Leaf]: ...
+    def heads(self) -> list[SignedHead]: ...
+    def latest_head(self) -> SignedHead | None: ...
+    def add_head(self, head: SignedHead) -> SignedHead: ...
+    def scan_events(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes]]: ...
+    def scan_leaves(self, after_leaf_index: int, limit: int) -> list[tuple[int, int, bytes]]: ...
+    def scan_nodes(self, after_node_id: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+
+class Signer(Protocol):
+    public_key: bytes
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+SignatureCheck = Callable[[bytes, bytes, bytes], bool]  # (public key, signature, data) -> valid
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def decode_leaf_data(data: bytes) -> dict[str, Any]:
+    """The event a leaf seals, decoded for people: the framing fields and the JSON state."""
+    oid, version, topic, state = M.unframe_event(data)
+    try:
+        decoded_state: Any = json.loads(state)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        decoded_state = {"_base64_": base64.b64encode(state).decode()}
+    return {"originator_id": str(UUID(bytes=oid)), "originator_version": version, "topic": topic, "state": decoded_state}
+
+
+@dataclass
+class Finding:
+    """A place where the log is not intact: leaves ``first <= i < last`` hold the first bad one."""
+
+    first: int
+    last: int
+    message: str
+
+    @property
+    def exact(self) -> bool:
+        return self.last == self.first + 1
+
+
+@dataclass
+class VerificationReport:
+    events: int = 0
+    leaves: int = 0
+    heads_checked: int = 0
+    root_hash: bytes = M.EMPTY_ROOT
+    findings: list[Finding] = field(default_factory=list)
+    bad_leaves: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def first_bad(self) -> Finding | None:
+        """The earliest proven problem: an exact leaf if one lies before the end of any range."""
+        if not self.findings:
+            return None
+        exact = [f for f in self.findings if f.exact]
+        ranges = [f for f in self.findings if not f.exact]
+        best = min(exact, key=lambda f: f.first) if exact else None
+        for r in sorted(ranges, key=lambda f: f.first):
+            if best is None or r.last <= best.first:
+                return r
+        return best
+
+    @property
+    def rate(self) -> float:
+        return self.leaves / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Bundle:
+    scope: str
+    head: SignedHead
+    events: Iterator[dict[str, Any]]  # lines of events.jsonl
+    proofs: Iterator[dict[str, Any]]  # lines of inclusion_proofs.jsonl (same order)
+    since_head: SignedHead | None = None
+    consistency: dict[str, Any] | None = None
+
+
+def _paged(fetch: Callable[[int, int], Sequence[tuple]], start_after: int, page: int) -> Iterator[tuple]:
+    after = start_after
+    while True:
+        rows = fetch(after, page)
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1][0]
+
+
+class IntegrityService:
+    def __init__(
+        self,
+        log: MerkleLogStore,
+        signer: Signer,
+        verify_signature: SignatureCheck,
+        clock: Callable[[], int] = now_ms,
+    ):
+        self.log = log
+        self.signer = signer
+        self.verify_signature = verify_signature
+        self.clock = clock
+
+    # ------------------------------------------------------------------ heads
+    def root_at(self, tree_size: int) -> bytes:
+        if tree_size == 0:
+            return M.EMPTY_ROOT
+        nodes = M.frontier_nodes(tree_size)
+        return M.range_hash(0, tree_size, self.log.node_hashes(nodes))
+
+    def sign_head(self) -> SignedHead:
+        """Sign and keep a head over the whole log as it is now."""
+        size = self.log.tree_size()
+        root = self.root_at(size)
+        ts = self.clock()
+        signature = self.signer.sign(M.tree_head_bytes(size, ts, root))
+        return self.log.add_head(SignedHead(size, root, ts, signature, self.signer.public_key))
+
+    def head(self) -> SignedHead:
+        """The latest signed head, or a new one when the log has grown since (or the key changed)."""
+        latest = self.log.latest_head()
+        if latest is not None and latest.public_key == self.signer.public_key and latest.tree_size == self.log.tree_size():
+            return latest
+        return self.sign_head()
+
+    # ------------------------------------------------------------------ proofs
+    def inclusion_proof(self, leaf_index: int, tree_size: int | None = None) -> dict[str, Any]:
+        current = self.log.tree_size()
+        size = current if tree_size is None else tree_size
+        if not 0 < size <= current:
+            raise InvalidInput.one("tree_size", f"must be between 1 and the current tree size {current}")
+        if not 0 <= leaf_index < size:
+            raise InvalidInput.one("leaf_index", f"must be between 0 and {size - 1} for a tree of size {size}")
+        ranges = M.inclusion_ranges(leaf_index, size)
+        nodes = self.log.node_hashes(M.nodes_for(ranges) | {(0, leaf_index)})
+        return {
+            "leaf_index": leaf_index,
+            "tree_size": size,
+            "leaf_hash": nodes[(0, leaf_index)].hex(),
+            "audit_path": [M.range_hash(a, b, nodes).hex() for a, b in ranges],
+        }
+
+    def consistency_proof(self, first: int, second: int | None = None) -> dict[str, Any]:
+        current = self.log.tree_size()
+        second = current if second is None else second
+        if not 0 <= second <= current:
+            raise InvalidInput.one("second", f"must be between 0 and the current tree size {current}")
+        if not 0 <= first <= second:
+            raise InvalidInput.one("first", f"must be between 0 and second ({second})")
+        ranges = M.consistency_ranges(first, second)
+        nodes = self.log.node_hashes(M.nodes_for(ranges))
+        return {"first": first, "second": second, "proof": [M.range_hash(a, b, nodes).hex() for a, b in ranges]}
+
+    def leaves(self, start: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        if start < 0:
+            raise InvalidInput.one("start", "must be 0 or more")
+        if not 1 <= limit <= MAX_LEAVES_PAGE:
+            raise InvalidInput.one("limit", f"must be between 1 and {MAX_LEAVES_PAGE}")
+        return [
+            {
+                "leaf_index": leaf.leaf_index,
+                "leaf_hash": leaf.leaf_hash.hex(),
+                "leaf_data": base64.b64encode(leaf.leaf_data or b"").decode(),
+            }
+            for leaf in self.log.leaves(start, limit)
+        ]
+
+    # ------------------------------------------------------------------ verification
+    def check_head(self, head: SignedHead) -> str | None:
+        """Why a head cannot be trusted (not our key, bad signature), or None."""
+        if head.public_key != self.signer.public_key:
+            return f"signed head{_id(head)} over {head.tree_size} leaves was not signed with this log's key"
+        if not self.verify_signature(head.public_key, head.signature, head.signed_bytes()):
+            return f"signed head{_id(head)} over {head.tree_size} leaves: the signature does not verify"
+        return None
+
+    def verify(
+        self, progress: Progress | None = None, extra_heads: Iterable[SignedHead] = (), page: int = 20_000
+    ) -> VerificationReport:
+        """Recompute every leaf from the stored events, the tree, and the root of every signed head.
+
+        Checks, in one pass in log order: each event has its leaf (same notification, gap-free
+        index) and hashes to it; the stored interior nodes equal those recomputed; every stored
+        head (and each extra head, e.g. one an inspector kept) is signed by this log's key and
+        its root equals the root recomputed from the events at its size.
+        """
+        started = time.perf_counter()
+        report = VerificationReport()
+        heads = sorted([*self.log.heads(), *extra_heads], key=lambda h: (h.tree_size, h.head_id or 0))
+        total = max(self.log.event_count(), self.log.tree_size())
+        frontier = M.Frontier()
+        sha256 = hashlib.sha256
+        leaves_consistent = True  # the stored leaves agree with the events so far
+        nodes_consistent = True  # ... and the stored interior nodes with the leaves
+        good_until = 0  # every leaf below this is covered by a head that verified
+        hi = 0
+        i = 0
+        ev_after, lf_after, node_after = 0, -1, -1
+
+        def check_heads_at(size: int) -> None:
+            nonlocal hi, good_until
+            while hi < len(heads) and heads[hi].tree_size <= size:
+                head = heads[hi]
+                hi += 1
+                report.heads_checked += 1
+                problem = self.check_head(head)
+                if problem is None and frontier.root() != head.root_hash:
+                    problem = (
+                        f"signed head{_id(head)} over {head.tree_size} leaves does not match the root recomputed "
+                        f"from the stored events ({head.root_hash.hex()[:16]}… signed, {frontier.root().hex()[:16]}… now)"
+                    )
+                if problem is None:
+                    good_until = size
+                else:
+                    report.findings.append(Finding(good_until, max(size, good_until + 1), problem))
+
+        def check_nodes(completed: list[tuple[int, bytes]]) -> None:
+            nonlocal nodes_consistent, node_after
+            stored = self.log.scan_nodes(node_after, len(completed))
+            if stored == completed:
+                node_after = completed[-1][0]
+                return
+            nodes_consistent = False
+            for k, (position, node) in enumerate(completed):
+                if k >= len(stored) or stored[k] != (position, node):
+                    level, index = M.node_at(position)
+                    first, last = index << level, ((index + 1) << level) - 1
+                    report.findings.append(
+                        Finding(first, last + 1, f"the stored tree node over leaves {first}..{last} does not match "
+                                "the leaves beneath it: leaf hashes or nodes were rewritten")
+                    )
+                    return
+
+        def append(hashes: list[bytes]) -> None:
+            """Feed recomputed leaf hashes to the tree, checking stored nodes and heads on the way."""
+            nonlocal i
+            pos = 0
+            while pos < len(hashes):
+                boundary = heads[hi].tree_size - i if hi < len(heads) else len(hashes)
+                end = min(len(hashes), pos + boundary)
+                completed = frontier.extend(hashes[pos:end])
+                if completed and leaves_consistent and nodes_consistent:
+                    check_nodes(completed)
+                i += end - pos
+                pos = end
+                check_heads_at(i)
+
+        def fetch(ev_after: int, lf_after: int) -> tuple[list, list]:
+            return self.log.scan_events(ev_after, page), self.log.scan_leaves(lf_after, page)
+
+        check_heads_at(0)
+        # Fast path: whole pages in which every event has its leaf and hashes to it. The next page
+        # is read while this one is hashed (the database driver releases the GIL while it reads).
+        prefetch = ThreadPoolExecutor(1, thread_name_prefix="verify-read")
+        upcoming = prefetch.submit(fetch, ev_after, lf_after)
+        while True:
+            events, leaves = upcoming.result()
+            if not events and not leaves:
+                break
+            if events and leaves:
+                upcoming = prefetch.submit(fetch, events[-1][0], leaves[-1][0])
+            n = len(events)
+            hashes = [sha256(b"\x00" + data).digest() for _, data in events]
+            if not (
+                n == len(leaves) and leaves[0][0] == i and leaves[-1][0] == i + n - 1
+                and [e[0] for e in events] == [lf[1] for lf in leaves]
+                and hashes == [lf[2] for lf in leaves]
+            ):
+                break
+            append(hashes)
+            ev_after, lf_after = events[-1][0], leaves[-1][0]
+            if progress is not None:
+                progress(i, total)
+        prefetch.shutdown(wait=True, cancel_futures=True)
+        # Slow path, from the first page with a problem: event by event, naming the first bad leaf.
+        events_it = _paged(self.log.scan_events, ev_after, page)
+        leaves_it = _paged(self.log.scan_leaves, lf_after, page)
+        while True:
+            ev = next(events_it, None)
+            lf = next(leaves_it, None)
+            if ev is None and lf is None:
+                break
+            problem = None
+            if ev is None:
+                problem = f"leaf {i} seals notification {lf[1]}, and no such event is stored (deleted)"
+            elif lf is None:
+                problem = f"event notification {ev[0]} has no leaf: it was stored without being sealed (inserted)"
+            elif lf[0] != i:
+                problem = f"leaf index {lf[0]} found where {i} was expected: leaves are missing"
+            elif lf[1] != ev[0]:
+                if lf[1] < ev[0]:
+                    problem = f"leaf {i} seals notification {lf[1]}, which is missing: deleted, or events renumbered"
+                else:
+                    problem = f"event notification {ev[0]} is not the one leaf {i} seals ({lf[1]}): inserted or reordered"
+            h = M.leaf_hash(ev[1]) if ev is not None else lf[2]
+            if problem is None and h != lf[2]:
+                problem = f"event notification {ev[0]} was changed: its stored bytes no longer hash to leaf {i}"
+            if problem is not None:
+                report.bad_leaves += 1
+                if leaves_consistent:
+                    report.findings.append(Finding(i, i + 1, problem))
+                leaves_consistent = False
+            append([h])
+            if progress is not None and i % 10_000 == 0:
+                progress(i, total)
+        for head in heads[hi:]:
+            report.heads_checked += 1
+            report.findings.append(
+                Finding(i, max(head.tree_size, i + 1),
+                        f"signed head{_id(head)} covers {head.tree_size} leaves, but only {i} remain: "
+                        f"leaves {i}..{head.tree_size - 1} and their events were removed")
+            )
+        report.leaves = i
+        report.events = self.log.event_count()
+        report.root_hash = frontier.root()
+        report.seconds = time.perf_counter() - started
+        if progress is not None:
+            progress(i, max(total, i))
+        return report
+
+    # ------------------------------------------------------------------ bundles
+    def bundle(self, participant_id: Any | None = None, since: SignedHead | None = None) -> Bundle:
+        """What an inspector needs to check events offline against a signed head."""
+        head = self.head()
+        consistency = None
+        if since is not None:
+            problem = self.check_head(since)
+            if problem:
+                raise InvalidInput.one("since_head", problem)
+            if since.tree_size > head.tree_size:
+                raise InvalidInput.one("since_head", f"covers {since.tree_size} leaves; the log has {head.tree_size}")
+            consistency = self.consistency_proof(since.tree_size, head.tree_size)
+        if participant_id is not None:
+            try:
+                oid = participant_id if isinstance(participant_id, UUID) else UUID(str(participant_id))
+            except ValueError:
+                raise NotFound(f"no participant {participant_id!r}") from None
+            selected = [leaf for leaf in self.log.leaves_of(oid) if leaf.leaf_index < head.tree_size]
+            if not selected:
+                raise NotFound(f"no sealed events of participant {participant_id}")
+            proofs = (self.inclusion_proof(leaf.leaf_index, head.tree_size) for leaf in selected)
+            return Bundle(f"participant {oid}", head, (_event_line(leaf) for leaf in selected), proofs, since, consistency)
+        return Bundle("all", head, self._all_events(head.tree_size), self._all_proofs(head.tree_size), since, consistency)
+
+    def _all_events(self, size: int) -> Iterator[dict[str, Any]]:
+        start = 0
+        while start < size:
+            batch = self.log.leaves(start, min(MAX_LEAVES_PAGE, size - start))
+            if not batch:
+                return
+            for leaf in batch:
+                yield _event_line(leaf)
+            start = batch[-1].leaf_index + 1
+
+    def _all_proofs(self, size: int) -> Iterator[dict[str, Any]]:
+        tree = M.MemoryTree(h for index, _nid, h in _paged(self.log.scan_leaves, -1, 20_000) if index < size)
+        for index in range(size):
+            yield {
+                "leaf_index": index,
+                "tree_size": size,
+                "leaf_hash": tree.nodes[(0, index)].hex(),
+                "audit_path": [p.hex() for p in tree.inclusion_proof(index, size)],
+            }
+
+
+def _event_line(leaf: Leaf) -> dict[str, Any]:
+    data = leaf.leaf_data or b""
+    try:
+        event: Any = decode_leaf_data(data)
+    except ValueError as e:
+        event = {"undecodable": str(e)}
+    return {
+        "leaf_index": leaf.leaf_index,
+        "notification_id": leaf.notification_id,
+        "leaf_data": base64.b64encode(data).decode(),
+        "event": event,
+    }
+
+
+def _id(head: SignedHead) -> str:
+    return f" #{head.head_id}" if head.head_id is not None else ""

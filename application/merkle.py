@@ -1,0 +1,376 @@
+"""RFC 9162 Merkle tree hashing, inclusion and consistency proofs: pure functions, no I/O.
+
+Written here rather than borrowed (pymerkle is GPL-3.0 and its consistency proofs are not in the
+RFC 9162 format). Conformance is proven against the Certificate Transparency test vectors and
+cross-checked against pymerkle in tests/integrity.
+
+Vocabulary
+- A *range* ``(start, end)`` is the subtree over leaves ``start <= i < end``, as the RFC splits the
+  tree: every range that the algorithms meet starts at a multiple of the largest power of two that
+  is ``< end - start`` (or ``<= `` for a perfect one), so its hash can be assembled from *perfect*
+  subtrees.
+- A *perfect node* ``(level, index)`` is the perfect subtree over leaves
+  ``index * 2**level <= i < (index + 1) * 2**level``; level 0 is a leaf.
+- The store keeps every perfect node of level >= 1 under a single integer, its *post-order
+  position* (the position in a Merkle Mountain Range): the nodes a new leaf completes get the next
+  positions, so an ordered scan of the node table replays the log in append order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+_sha256 = hashlib.sha256
+
+Node = tuple[int, int]  # (level, index)
+Range = tuple[int, int]  # (start, end)
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """RFC 9162 §2.1.1: SHA-256(0x00 || leaf data)."""
+    return _sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 9162 §2.1.1: SHA-256(0x01 || left || right)."""
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than n (n >= 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+# --------------------------------------------------------------------------- leaf data framing
+_FRAME_HEAD = struct.Struct(">16sQI")
+
+
+def frame_event(originator_id: bytes, version: int, topic: str, state: bytes) -> bytes:
+    """The leaf data of a stored event: an unambiguous framing of its stored columns.
+
+    16-byte originator UUID || 8-byte big-endian version || 4-byte big-endian topic length ||
+    topic (UTF-8) || state (the stored bytes, to the end).
+    """
+    t = topic.encode("utf-8")
+    return _FRAME_HEAD.pack(originator_id, version, len(t)) + t + bytes(state)
+
+
+def unframe_event(data: bytes) -> tuple[bytes, int, str, bytes]:
+    """The inverse of frame_event: (originator id bytes, version, topic, state)."""
+    if len(data) < _FRAME_HEAD.size:
+        raise ValueError("leaf data shorter than its header")
+    oid, version, tlen = _FRAME_HEAD.unpack_from(data)
+    end = _FRAME_HEAD.size + tlen
+    if len(data) < end:
+        raise ValueError("leaf data shorter than its topic")
+    return oid, version, data[_FRAME_HEAD.size : end].decode("utf-8"), data[end:]
+
+
+# --------------------------------------------------------------------------- tree heads
+TREE_HEAD_PREFIX = b"trialaudit/NCT05214014/tree-head/v1\x00"
+_TREE_HEAD = struct.Struct(">QQ32s")
+
+
+def tree_head_bytes(tree_size: int, timestamp_ms: int, root: bytes) -> bytes:
+    """The exact bytes an Ed25519 tree-head signature covers (documented in the README).
+
+    ASCII ``trialaudit/NCT05214014/tree-head/v1`` || 0x00 || tree size (8 bytes, big-endian) ||
+    timestamp in milliseconds since the Unix epoch, UTC (8 bytes, big-endian) || root hash (32 bytes).
+    """
+    if len(root) != HASH_SIZE:
+        raise ValueError("a root hash has 32 bytes")
+    return TREE_HEAD_PREFIX + _TREE_HEAD.pack(tree_size, timestamp_ms, root)
+
+
+# --------------------------------------------------------------------------- roots
+def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
+    """MTH(D[n]) from the leaf hashes (RFC 9162 §2.1.1)."""
+    frontier = Frontier()
+    for h in leaf_hashes:
+        frontier.append(h)
+    return frontier.root()
+
+
+class Frontier:
+    """The compact range [0, size): the hashes of the perfect subtrees along the right edge.
+
+    Appending is O(1) amortised and yields the perfect nodes the new leaf completes; the root
+    is the fold of at most log2(size) hashes.
+    """
+
+    __slots__ = ("size", "hashes")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()):
+        if len(hashes) != bin(size).count("1"):
+            raise ValueError("a frontier has one hash per set bit of its size")
+        self.size = size
+        self.hashes = list(hashes)  # largest subtree first
+
+    def append(self, h: bytes) -> list[tuple[int, bytes]]:
+        """Add a leaf hash; return the completed perfect nodes as (level, hash), lowest first."""
+        completed = []
+        level = 0
+        n = self.size
+        hashes = self.hashes
+        while n & 1:
+            h = _sha256(b"\x01" + hashes.pop() + h).digest()
+            level += 1
+            completed.append((level, h))
+            n >>= 1
+        hashes.append(h)
+        self.size += 1
+        return completed
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> list[tuple[int, bytes]]:
+        """Append many leaf hashes; return the completed perfect nodes as (post-order position, hash)."""
+        out = []
+        stack = self.hashes
+        sha = _sha256
+        i = self.size
+        for h in leaf_hashes:
+            n = i
+            base = 2 * i - i.bit_count()
+            level = 0
+            while n & 1:
+                h = sha(b"\x01" + stack.pop() + h).digest()
+                level += 1
+                out.append((base + level, h))
+                n >>= 1
+            stack.append(h)
+            i += 1
+        self.size = i
+        return out
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        hashes = self.hashes
+        h = hashes[-1]
+        for left in reversed(hashes[:-1]):
+            h = _sha256(b"\x01" + left + h).digest()
+        return h
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.hashes)
+
+
+# --------------------------------------------------------------------------- node addressing
+def post_order_position(level: int, index: int) -> int:
+    """Position of a perfect node among all nodes (leaves included) in append order (MMR order)."""
+    leaves_before = ((index + 1) << level) - 1  # the completing leaf's index
+    return 2 * leaves_before - bin(leaves_before).count("1") + level
+
+
+def node_at(position: int) -> Node:
+    """The (level, index) of the perfect node at a post-order position (the inverse of the above)."""
+    # the completing leaf i has 2i - popcount(i) <= position < 2(i+1) - popcount(i+1); search it
+    lo, hi = 0, position // 2 + 64  # 2i - popcount(i) <= position implies i <= position/2 + 64
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if 2 * mid - mid.bit_count() <= position:
+            lo = mid
+        else:
+            hi = mid - 1
+    level = position - (2 * lo - lo.bit_count())
+    return level, (lo + 1 >> level) - 1
+
+
+def frontier_nodes(size: int) -> list[Node]:
+    """The perfect nodes of the compact range [0, size), largest first."""
+    return perfect_nodes(0, size)
+
+
+def perfect_nodes(start: int, end: int) -> list[Node]:
+    """Split an RFC range into its perfect subtrees, left to right (largest first)."""
+    nodes = []
+    pos = start
+    while pos < end:
+        width = end - pos
+        level = width.bit_length() - 1
+        # a perfect subtree must also be aligned; RFC ranges always are, this guards misuse
+        while pos & ((1 << level) - 1):
+            level -= 1
+        nodes.append((level, pos >> level))
+        pos += 1 << level
+    return nodes
+
+
+def range_hash(start: int, end: int, nodes: Mapping[Node, bytes]) -> bytes:
+    """MTH(D[start:end]) from the hashes of its perfect subtrees."""
+    parts = perfect_nodes(start, end)
+    h = nodes[parts[-1]]
+    for part in reversed(parts[:-1]):
+        h = node_hash(nodes[part], h)
+    return h
+
+
+# --------------------------------------------------------------------------- proofs as ranges
+def inclusion_ranges(index: int, size: int) -> list[Range]:
+    """The ranges whose hashes form the audit path PATH(index, D[size]), leaf end first (§2.1.3.1)."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    out: list[Range] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            out.append((start + k, end))
+            end = start + k
+        else:
+            out.append((start, start + k))
+            start += k
+    out.reverse()
+    return out
+
+
+def consistency_ranges(first: int, second: int) -> list[Range]:
+    """The ranges whose hashes form PROOF(first, D[second]) (§2.1.4.1), in the RFC's order."""
+    if not 0 <= first <= second:
+        raise ValueError(f"no consistency proof from size {first} to size {second}")
+    if first == 0 or first == second:
+        return []
+    out: list[Range] = []
+    start, end, m, complete = 0, second, first, True
+    # SUBPROOF(m, D[start:end], complete), unrolled; the appended items come out deepest last,
+    # and the RFC lists them deepest first, hence the reversal at the end.
+    while True:
+        n = end - start
+        if m == n:
+            if not complete:
+                out.append((start, end))
+            break
+        k = _split(n)
+        if m <= k:
+            out.append((start + k, end))
+            end = start + k
+        else:
+            out.append((start, start + k))
+            start += k
+            m -= k
+            complete = False
+    out.reverse()
+    return out
+
+
+def nodes_for(ranges: Iterable[Range]) -> set[Node]:
+    needed: set[Node] = set()
+    for start, end in ranges:
+        needed.update(perfect_nodes(start, end))
+    return needed
+
+
+def inclusion_proof(index: int, size: int, nodes: Mapping[Node, bytes]) -> list[bytes]:
+    return [range_hash(a, b, nodes) for a, b in inclusion_ranges(index, size)]
+
+
+def consistency_proof(first: int, second: int, nodes: Mapping[Node, bytes]) -> list[bytes]:
+    return [range_hash(a, b, nodes) for a, b in consistency_ranges(first, second)]
+
+
+class MemoryTree:
+    """All perfect nodes of a tree held in memory: for tests, bundles and small trees."""
+
+    def __init__(self, leaf_hashes: Iterable[bytes] = ()):
+        self.nodes: dict[Node, bytes] = {}
+        self.frontier = Frontier()
+        for h in leaf_hashes:
+            self.append(h)
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    def append(self, h: bytes) -> None:
+        index = self.frontier.size
+        self.nodes[(0, index)] = h
+        for level, node in self.frontier.append(h):
+            self.nodes[(level, index >> level)] = node
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.size if size is None else size
+        if size == 0:
+            return EMPTY_ROOT
+        return range_hash(0, size, self.nodes)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        return inclusion_proof(index, self.size if size is None else size, self.nodes)
+
+    def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
+        return consistency_proof(first, self.size if second is None else second, self.nodes)
+
+
+# --------------------------------------------------------------------------- verification
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """RFC 9162 §2.1.3.2; raises ValueError when the proof cannot belong to (index, size)."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    if len(leaf) != HASH_SIZE:
+        raise ValueError("a leaf hash has 32 bytes")
+    fn, sn = index, size - 1
+    r = leaf
+    for p in proof:
+        if len(p) != HASH_SIZE:
+            raise ValueError("every proof hash has 32 bytes")
+        if sn == 0:
+            raise ValueError("the proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ValueError("the proof is shorter than the tree is deep")
+    return r
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> bool:
+    try:
+        return root_from_inclusion_proof(index, size, leaf, proof) == root
+    except ValueError:
+        return False
+
+
+def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]) -> bool:
+    """RFC 9162 §2.1.4.2."""
+    if not 0 <= first <= second:
+        return False
+    if any(len(p) != HASH_SIZE for p in proof):
+        return False
+    if first == 0:
+        return not proof
+    if first == second:
+        return not proof and first_root == second_root
+    if not proof:
+        return False
+    path = list(proof)
+    if first & (first - 1) == 0:  # a power of two: the first root is the first node of the path
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == first_root and sr == second_root and sn == 0

@@ -1,0 +1,363 @@
+"""The RFC 9162 Merkle log in the event store: sealed in the storing transaction, read for proofs.
+
+Tables (append-only, like the events: UPDATE and DELETE are refused by triggers):
+- ``merkle_leaves(leaf_index, notification_id, leaf_hash)``: one row per stored event, leaf indices
+  from 0 with no gaps (PostgreSQL notification ids have gaps; SQLite rowids need not start at 1).
+- ``merkle_nodes(node_id, hash)``: every perfect subtree of level >= 1, keyed by its post-order
+  position (application/merkle.py), so a proof reads O(log n) rows and never rehashes leaves.
+- ``merkle_heads(head_id, tree_size, root_hash, timestamp_ms, signature, public_key)``: signed heads.
+
+Sealing (``_seal``) runs with the events table's write lock held (BEGIN IMMEDIATE on SQLite, the
+EXCLUSIVE table lock on PostgreSQL), so tree sizes never race. It reads one row (the last leaf) and,
+when that matches its cached frontier, nothing else; then it inserts the new leaves and the nodes
+they complete: O(1) amortised per event. When a head signer is attached and the last head is older
+than ``head_interval_seconds``, it also signs and stores a head in the same transaction.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import ProgrammingError, StoredEvent
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
+
+from application import merkle as M
+from application.integrity import Leaf, SignedHead, now_ms
+from infrastructure.store import AppendOnlyPostgresRecorder, AppendOnlySQLiteRecorder
+
+LEAVES, NODES, HEADS = "merkle_leaves", "merkle_nodes", "merkle_heads"
+_FRAME_HEAD = struct.Struct(">16sQI")  # as application.merkle.frame_event
+
+
+def originator_bytes(originator_id: Any) -> bytes:
+    """The 16 bytes of an originator id as stored (a UUID; SQLite keeps it as 32 hex digits)."""
+    if isinstance(originator_id, UUID):
+        return originator_id.bytes
+    text = str(originator_id)
+    if len(text) == 32:
+        return bytes.fromhex(text)
+    return UUID(text).bytes
+
+
+def frame(originator_id: Any, version: int, topic: str, state: bytes) -> bytes:
+    return M.frame_event(originator_bytes(originator_id), version, topic, state)
+
+
+class _Sql:
+    """The few statements of the Merkle log, for one dialect and schema."""
+
+    def __init__(self, *, pg: bool, leaves: str, nodes: str, heads: str, events: str, nid: str):
+        self.pg = pg
+        self.leaves, self.nodes, self.heads, self.events, self.nid = leaves, nodes, heads, events, nid
+        p = "%s" if pg else "?"
+        self.p = p
+        self.last_leaf = f"SELECT leaf_index, leaf_hash FROM {leaves} ORDER BY leaf_index DESC LIMIT 1"
+        self.insert_leaves = f"INSERT INTO {leaves} (leaf_index, notification_id, leaf_hash) VALUES ({p},{p},{p})"
+        self.insert_nodes = f"INSERT INTO {nodes} (node_id, hash) VALUES ({p},{p})"
+        self.insert_head = (
+            f"INSERT INTO {heads} (tree_size, root_hash, timestamp_ms, signature, public_key) VALUES ({p},{p},{p},{p},{p})"
+            + (" RETURNING head_id" if pg else "")
+        )
+        self.last_head_time = f"SELECT MAX(timestamp_ms) AS t FROM {heads}"
+        self.select_heads = f"SELECT head_id, tree_size, root_hash, timestamp_ms, signature, public_key FROM {heads}"
+        self.join_events = (
+            f"SELECT l.leaf_index AS leaf_index, l.notification_id AS nid, l.leaf_hash AS leaf_hash, "
+            f"e.originator_id AS oid, e.originator_version AS version, e.topic AS topic, e.state AS state "
+            f"FROM {leaves} l LEFT JOIN {events} e ON e.{nid} = l.notification_id "
+        )
+
+    def many(self, n: int) -> str:
+        return ",".join([self.p] * n)
+
+
+def _sqlite_sql(events_table: str) -> _Sql:
+    return _Sql(pg=False, leaves=LEAVES, nodes=NODES, heads=HEADS, events=events_table, nid="rowid")
+
+
+def _pg_sql(schema: str, events_table: str) -> _Sql:
+    def q(name: str) -> str:
+        return '"{}"."{}"'.format(schema.replace('"', '""'), name.replace('"', '""'))
+
+    return _Sql(pg=True, leaves=q(LEAVES), nodes=q(NODES), heads=q(HEADS), events=q(events_table), nid="notification_id")
+
+
+class _Sealing:
+    """The sealing half shared by both recorders."""
+
+    #: Attached by the composition root: an object with ``public_key`` and ``sign(bytes)``.
+    head_signer: Any = None
+    head_interval_seconds: float = 10.0
+    merkle_sql: _Sql
+
+    def _init_sealing(self) -> None:
+        self._frontier_cache: tuple[M.Frontier, bytes | None] | None = None
+        self._last_head_ms: int | None = None
+        self._seal_lock = threading.Lock()
+
+    def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
+        if not stored_events:
+            return
+        if len(notification_ids) != len(stored_events):
+            raise ProgrammingError("cannot seal events without their notification ids")
+        sql = self.merkle_sql
+        curs.execute(sql.last_leaf)
+        row = curs.fetchone()
+        size = row["leaf_index"] + 1 if row else 0
+        last = bytes(row["leaf_hash"]) if row else None
+        with self._seal_lock:
+            cached = self._frontier_cache
+        if cached is not None and cached[0].size == size and cached[1] == last:
+            frontier = cached[0].copy()
+        else:
+            frontier = self._load_frontier(curs, size)
+        leaf_rows, node_rows = [], []
+        for nid, event in sorted(zip(notification_ids, stored_events), key=lambda pair: pair[0]):
+            index = frontier.size
+            h = M.leaf_hash(frame(event.originator_id, event.originator_version, event.topic, event.state))
+            leaf_rows.append((index, nid, h))
+            for level, node in frontier.append(h):
+                node_rows.append((M.post_order_position(level, index >> level), node))
+        curs.executemany(sql.insert_leaves, leaf_rows)
+        if node_rows:
+            curs.executemany(sql.insert_nodes, node_rows)
+        self._maybe_sign_head(curs, frontier)
+        with self._seal_lock:
+            self._frontier_cache = (frontier, leaf_rows[-1][2])
+
+    def _seal_rolled_back(self) -> None:
+        """Sealed rows were rolled back (group commit savepoint): drop what was cached from them."""
+        with self._seal_lock:
+            self._frontier_cache = None
+        self._last_head_ms = None
+
+    def _load_frontier(self, curs: Any, size: int) -> M.Frontier:
+        wanted = M.frontier_nodes(size)
+        hashes = _fetch_nodes(curs, self.merkle_sql, wanted)
+        return M.Frontier(size, [hashes[n] for n in wanted])
+
+    def _maybe_sign_head(self, curs: Any, frontier: M.Frontier) -> None:
+        signer = self.head_signer
+        if signer is None:
+            return
+        sql = self.merkle_sql
+        if self._last_head_ms is None:
+            curs.execute(sql.last_head_time)
+            row = curs.fetchone()
+            self._last_head_ms = (row["t"] if row else None) or 0
+        now = now_ms()
+        if now - self._last_head_ms < self.head_interval_seconds * 1000:
+            return
+        root = frontier.root()
+        signature = signer.sign(M.tree_head_bytes(frontier.size, now, root))
+        curs.execute(sql.insert_head, (frontier.size, root, now, signature, signer.public_key))
+        if sql.pg:
+            curs.fetchone()
+        self._last_head_ms = now
+
+
+def _fetch_nodes(curs: Any, sql: _Sql, wanted: Iterable[M.Node]) -> dict[M.Node, bytes]:
+    wanted = set(wanted)
+    leaves = sorted(i for level, i in wanted if level == 0)
+    by_id = {M.post_order_position(level, i): (level, i) for level, i in wanted if level > 0}
+    found: dict[M.Node, bytes] = {}
+    for start in range(0, len(leaves), 500):
+        chunk = leaves[start : start + 500]
+        curs.execute(f"SELECT leaf_index, leaf_hash FROM {sql.leaves} WHERE leaf_index IN ({sql.many(len(chunk))})", chunk)
+        for row in curs.fetchall():
+            found[(0, row["leaf_index"])] = bytes(row["leaf_hash"])
+    ids = sorted(by_id)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        curs.execute(f"SELECT node_id, hash FROM {sql.nodes} WHERE node_id IN ({sql.many(len(chunk))})", chunk)
+        for row in curs.fetchall():
+            found[by_id[row["node_id"]]] = bytes(row["hash"])
+    missing = wanted - found.keys()
+    if missing:
+        raise ProgrammingError(f"the Merkle log lacks {len(missing)} node(s), e.g. {sorted(missing)[0]}")
+    return found
+
+
+# --------------------------------------------------------------------------- recorders
+class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.merkle_sql = _sqlite_sql(self.events_table_name)
+        self._init_sealing()
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {LEAVES} (leaf_index INTEGER PRIMARY KEY, "
+            "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {LEAVES}_by_notification ON {LEAVES} (notification_id)",
+            f"CREATE TABLE IF NOT EXISTS {NODES} (node_id INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {HEADS} (head_id INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, "
+            "root_hash BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, signature BLOB NOT NULL, public_key BLOB NOT NULL)",
+        ]
+        for table in (LEAVES, NODES, HEADS):
+            for op in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_{op.lower()} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'the integrity log is append-only: {op} refused'); END"
+                )
+        return statements
+
+
+class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = self.datastore.schema
+        self.merkle_sql = _pg_sql(schema, self.events_table_name)
+        self._init_sealing()
+        s = Identifier(schema)
+        function = Identifier(f"{self.events_table_name}_refuse_change")
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} (leaf_index bigint PRIMARY KEY, "
+                "notification_id bigint NOT NULL, leaf_hash bytea NOT NULL)"
+            ).format(s, Identifier(LEAVES)),
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id)").format(
+                Identifier(f"{LEAVES}_by_notification"), s, Identifier(LEAVES)
+            ),
+            SQL("CREATE TABLE IF NOT EXISTS {}.{} (node_id bigint PRIMARY KEY, hash bytea NOT NULL)").format(
+                s, Identifier(NODES)
+            ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} (head_id bigserial PRIMARY KEY, tree_size bigint NOT NULL, "
+                "root_hash bytea NOT NULL, timestamp_ms bigint NOT NULL, signature bytea NOT NULL, public_key bytea NOT NULL)"
+            ).format(s, Identifier(HEADS)),
+        ]
+        for table in (LEAVES, NODES, HEADS):
+            self.sql_create_statements += [
+                SQL(
+                    "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE OR DELETE ON {}.{} FOR EACH ROW EXECUTE FUNCTION {}.{}()"
+                ).format(Identifier(f"{table}_append_only"), s, Identifier(table), s, function),
+                SQL(
+                    "CREATE OR REPLACE TRIGGER {} BEFORE TRUNCATE ON {}.{} FOR EACH STATEMENT EXECUTE FUNCTION {}.{}()"
+                ).format(Identifier(f"{table}_no_truncate"), s, Identifier(table), s, function),
+            ]
+
+
+# --------------------------------------------------------------------------- reading the log
+class MerkleLog:
+    """The MerkleLogStore port over the recorder's own connections."""
+
+    def __init__(self, recorder: Any):
+        if not isinstance(recorder, _Sealing):
+            raise TypeError("the application recorder does not keep a Merkle log")
+        self.recorder = recorder
+        self.sql: _Sql = recorder.merkle_sql
+        self.datastore = recorder.datastore
+        self._topics: dict[str, bytes] = {}
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, params)
+            return curs.fetchall()
+
+    def _tuples(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Plain tuples: several times faster than named rows for whole-log scans."""
+        with self.datastore.transaction(commit=False) as curs:
+            if self.sql.pg:
+                curs.row_factory = tuple_row
+            else:
+                getattr(curs, "sqlite_cursor", curs).row_factory = None
+            curs.execute(statement, params)
+            return curs.fetchall()
+
+    def tree_size(self) -> int:
+        rows = self._rows(self.sql.last_leaf)
+        return rows[0]["leaf_index"] + 1 if rows else 0
+
+    def event_count(self) -> int:
+        return self._rows(f"SELECT COUNT(*) AS n FROM {self.sql.events}")[0]["n"]
+
+    def node_hashes(self, nodes: Iterable[M.Node]) -> dict[M.Node, bytes]:
+        with self.datastore.transaction(commit=False) as curs:
+            return _fetch_nodes(curs, self.sql, nodes)
+
+    def _leaf(self, row: Any) -> Leaf:
+        data = None
+        if row["state"] is not None:
+            data = frame(row["oid"], row["version"], row["topic"], bytes(row["state"]))
+        return Leaf(row["leaf_index"], row["nid"], bytes(row["leaf_hash"]), data)
+
+    def leaves(self, start: int, limit: int) -> list[Leaf]:
+        p = self.sql.p
+        rows = self._rows(self.sql.join_events + f"WHERE l.leaf_index >= {p} ORDER BY l.leaf_index LIMIT {p}", (start, limit))
+        return [self._leaf(r) for r in rows]
+
+    def leaves_of(self, originator_id: UUID) -> list[Leaf]:
+        p = self.sql.p
+        oid: Any = originator_id if self.sql.pg else originator_id.hex
+        rows = self._rows(self.sql.join_events + f"WHERE e.originator_id = {p} ORDER BY l.leaf_index", (oid,))
+        return [self._leaf(r) for r in rows]
+
+    def _head(self, row: Any) -> SignedHead:
+        return SignedHead(
+            tree_size=row["tree_size"],
+            root_hash=bytes(row["root_hash"]),
+            timestamp_ms=row["timestamp_ms"],
+            signature=bytes(row["signature"]),
+            public_key=bytes(row["public_key"]),
+            head_id=row["head_id"],
+        )
+
+    def heads(self) -> list[SignedHead]:
+        return [self._head(r) for r in self._rows(self.sql.select_heads + " ORDER BY head_id")]
+
+    def latest_head(self) -> SignedHead | None:
+        rows = self._rows(self.sql.select_heads + " ORDER BY tree_size DESC, head_id DESC LIMIT 1")
+        return self._head(rows[0]) if rows else None
+
+    def add_head(self, head: SignedHead) -> SignedHead:
+        params = (head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.public_key)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.sql.insert_head, params)
+            head_id = curs.fetchone()["head_id"] if self.sql.pg else curs.lastrowid
+        return SignedHead(*params, head_id=head_id)
+
+    def scan_events(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes]]:
+        sql, p = self.sql, self.sql.p
+        rows = self._tuples(
+            f"SELECT {sql.nid}, originator_id, originator_version, topic, state FROM {sql.events} "
+            f"WHERE {sql.nid} > {p} ORDER BY {sql.nid} LIMIT {p}",
+            (after_notification_id, limit),
+        )
+        head = _FRAME_HEAD.pack
+        topics = self._topics
+        out = []
+        append = out.append
+        for nid, oid, version, topic, state in rows:
+            t = topics.get(topic)
+            if t is None:
+                t = topics[topic] = topic.encode("utf-8")
+            oid_bytes = oid.bytes if sql.pg else bytes.fromhex(oid) if len(oid) == 32 else originator_bytes(oid)
+            append((nid, head(oid_bytes, version, len(t)) + t + state))
+        return out
+
+    def scan_leaves(self, after_leaf_index: int, limit: int) -> list[tuple[int, int, bytes]]:
+        sql, p = self.sql, self.sql.p
+        return self._tuples(
+            f"SELECT leaf_index, notification_id, leaf_hash FROM {sql.leaves} WHERE leaf_index > {p} "
+            f"ORDER BY leaf_index LIMIT {p}",
+            (after_leaf_index, limit),
+        )
+
+    def scan_nodes(self, after_node_id: int, limit: int) -> list[tuple[int, bytes]]:
+        sql, p = self.sql, self.sql.p
+        return self._tuples(
+            f"SELECT node_id, hash FROM {sql.nodes} WHERE node_id > {p} ORDER BY node_id LIMIT {p}", (after_node_id, limit)
+        )
+
+
+def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float) -> None:
+    """Let the recorder sign a head in the storing transaction once the last one is this old."""
+    if isinstance(recorder, _Sealing):
+        recorder.head_signer = signer
+        recorder.head_interval_seconds = interval_seconds
