@@ -10,6 +10,7 @@ from api import errors
 from api.container import Services, build
 from api.routers import (
     adverse_events,
+    audit,
     auth,
     integrity,
     locks,
@@ -31,6 +32,7 @@ ROUTERS = [
     adverse_events.router,
     safety.router,
     integrity.router,
+    audit.router,
     signatures.router,
     queries.router,
     locks.router,

@@ -64,6 +64,9 @@ def serve(
     workers: int = typer.Option(
         int(os.environ.get("TRIALAUDIT_WORKERS", "1")), help="API worker processes (env TRIALAUDIT_WORKERS)"
     ),
+    access_log: bool = typer.Option(
+        False, help="Log every HTTP request to stdout (the audit trail itself is the event store)"
+    ),
 ) -> None:
     """Serve the HTTP API (set-up runs first, so one command is enough)."""
     import uvicorn
@@ -76,7 +79,10 @@ def serve(
     if s.demo:
         load_demo_if_empty(s)
     os.environ["TRIALAUDIT_DATABASE_URL"] = s.database_url
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
+        access_log=access_log,
+    )
 
 
 @users_cli.command("add")

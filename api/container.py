@@ -87,6 +87,8 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
         sites=settings.sites,
         max_failed_logins=settings.max_failed_logins,
     )
+    app.audit_site_hours = settings.audit_site_hours
+    app.audit_late_entry_days = settings.audit_late_entry_days
     engine = ProjectionEngine(app, open_read_models(settings.database_url, settings.postgres_pool_size), all_projections())
     engine.inline = settings.projections != "external"
     app.read_models = engine

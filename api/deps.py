@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.container import Services
@@ -16,14 +17,19 @@ from infrastructure.tokens import TokenError
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /auth/token")
 
 
-def services(request: Request) -> Services:
+# Dependencies are `async def`: a sync dependency costs a hop to the thread pool on every request,
+# which on the audited write path cost more CPU than the command itself (see bench/).
+
+
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def current_actor(
+async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
+    """The authenticated user as they are now (re-read on every request, so deactivation bites at once)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("a bearer token is required; get one at POST /auth/token")
     svc: Services = request.app.state.services
@@ -31,6 +37,9 @@ def current_actor(
         user_id = svc.tokens.verify(credentials.credentials)
     except TokenError as e:
         raise AuthenticationFailed(str(e)) from None
+    if svc.settings.is_postgres:  # a network round trip: never on the event loop
+        return await run_in_threadpool(svc.app.actor_for, user_id)
+    # SQLite: a local indexed read of a cached account, cheaper than the hop to a thread
     return svc.app.actor_for(user_id)
 
 

@@ -374,3 +374,85 @@ class PrimaryOutcome(BaseModel):
     arms: list[ArmOutcome]
     rule: str
     as_of_notification: int | None
+
+
+# ---------------------------------------------------------------------- audit trail (R13, R15, R18, R19)
+class AuditEvent(BaseModel):
+    position: int = Field(description="Global position in the event log (the notification id): the recorded order")
+    aggregate_id: str
+    aggregate_type: str
+    version: int
+    type: str = Field(description="The event's name, e.g. FieldCorrected")
+    participant_id: str | None
+    site: str | None
+    recorded_at: str = Field(description="Server UTC time, ISO 8601 with zone")
+    clinical_date: str | None = Field(description="The clinical date the event is about (visit, onset, consent), when known")
+    actor: Actor
+    reason: str | None
+    reason_code: str | None = None
+    source: str | None = None
+    query_id: str | None = None
+    changes: list[Change]
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEvent]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+    order: Literal["asc", "desc"]
+    limit: int
+
+
+class AuditItemValue(BaseModel):
+    position: int
+    aggregate_id: str
+    aggregate_type: str
+    version: int
+    type: str
+    entry_no: int = Field(description="1 for the first entry of the item in its record, 2+ for each change after it")
+    recorded_at: str = Field(description="UTC")
+    recorded_at_local: str = Field(description="The same instant in the site's time zone, with its offset")
+    time_zone: str
+    clinical_date: str | None
+    actor: Actor
+    old_value: Any = None
+    new_value: Any = None
+    reason: str | None
+    reason_code: str | None = None
+    query_id: str | None = None
+    source: str | None = None
+
+
+class AuditItemHistory(BaseModel):
+    participant_id: str
+    item: str
+    site: str | None
+    time_zone: str
+    values: list[AuditItemValue]
+
+
+class AuditReport(BaseModel):
+    kind: str
+    parameters: dict[str, Any]
+    count: int
+    rows: list[dict[str, Any]]
+
+
+class ReportSignOff(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period_from: dt.date
+    period_to: dt.date
+    comment: str = Field(max_length=2000, description="What was reviewed and found (mandatory)")
+
+
+class ReportSignOffResult(BaseModel):
+    id: str
+    kind: str
+    period_from: str
+    period_to: str
+    comment: str
+    site: str
+    rows: int
+    report_sha256: str = Field(description="SHA-256 of the report as it stood when signed off")
+    signed_by: Actor
+    signed_at: str
+    notification_id: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from application.audit_index import AuditIndex
 from application.participant_list import ParticipantList
 from application.projections import Projection
 from application.query_projection import QueryListing
@@ -10,4 +11,4 @@ from application.scores_projection import VisitScores
 
 
 def all_projections() -> list[Projection]:
-    return [ParticipantList(), VisitScores(), AdverseEventListing(), SafetyObligations(), QueryListing()]
+    return [ParticipantList(), VisitScores(), AdverseEventListing(), SafetyObligations(), AuditIndex(), QueryListing()]

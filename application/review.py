@@ -101,6 +101,11 @@ class ReviewQueries:
             if site not in (None, actor.site):
                 access.require(actor, "review.read", site)
             site = actor.site
+        return self._changes_after_signature_or_lock_rows(site)
+
+    def _changes_after_signature_or_lock_rows(self: Any, site: str | None, lo: str | None = None,
+                                              hi: str | None = None) -> list[dict[str, Any]]:
+        """The report's rows in the recorded-time range [lo, hi) (ISO UTC text), without an access check."""
 
         def events() -> Iterator[Any]:
             start = 0
@@ -112,4 +117,6 @@ class ReviewQueries:
                     return
                 start = page[-1].id
 
-        return [row for row in changes_after_signature_or_lock(events()) if site is None or row["site"] == site]
+        return [row for row in changes_after_signature_or_lock(events())
+                if (site is None or row["site"] == site) and (lo is None or row["recorded_at"] >= lo)
+                and (hi is None or row["recorded_at"] < hi)]

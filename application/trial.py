@@ -17,6 +17,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
 from application.adverse_events import AdverseEventCommands
+from application.audit_queries import AuditQueries
 from application.locks import LockCommands
 from application.participant_list import status_of
 from application.ports import PasswordHasher
@@ -47,8 +48,8 @@ def parse_uuid(value: Any, what: str = "id") -> UUID:
         raise NotFound(f"no {what} {value!r}") from None
 
 
-class TrialApplication(VisitCommands, AdverseEventCommands, SignatureCommands, QueryCommands, LockCommands,
-                       ReviewQueries, Application):
+class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, SignatureCommands, QueryCommands,
+                       LockCommands, ReviewQueries, Application):
     name = "trialaudit"
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",

@@ -41,6 +41,12 @@ POLICY: dict[str, frozenset[str]] = {
     # the user register
     "user.manage": frozenset({"admin"}),
     "user.read": frozenset({"admin", "inspector"}),
+    # the audit trail (R15, R18, R19): site-bound roles see their site's rows, an admin only the
+    # user-administration events; review reports are read by reviewers and signed off by a
+    # data manager or monitor
+    "audit.read": frozenset({"admin", "investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "audit.report.read": frozenset({"monitor", "data_manager", "inspector"}),
+    "audit.report.sign": frozenset({"monitor", "data_manager"}),
 }
 
 

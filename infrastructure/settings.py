@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     aesi_report_hours: float = Field(default=24, gt=0)
     susar_fatal_report_days: float = Field(default=7, gt=0)
     susar_other_report_days: float = Field(default=15, gt=0)
+    #: Site hours in each site's local time, for the outside-hours audit review report (R18).
+    audit_site_hours: str = Field(default="07:00-20:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$")
+    #: A first entry recorded more than this many days after its clinical date is late (R18).
+    audit_late_entry_days: int = Field(default=7, ge=0, le=3650)
     #: Load the synthetic trial into an empty store when serving.
     demo: bool = True
 

@@ -206,3 +206,11 @@ def test_site_bound_query_listing_stays_behind_the_wall(world):
     assert client.get("/queries?site=MINSK", headers=headers["monitor", "MINSK"]).json()
     assert client.post("/study/lock", json={}, headers=headers["monitor", "MINSK"]).status_code == 403
     assert client.post("/study/lock", json={}, headers=headers["investigator", "MINSK"]).status_code == 403
+
+
+def test_audit_review_report_lists_changes_after_signature(world):
+    """R18: the audit review reports include "changes after signature or lock"."""
+    client, headers = world["client"], world["headers"]
+    r = client.get("/audit/reports/changes-after-signature-or-lock", headers=headers["data_manager", "MINSK"])
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == "changes-after-signature-or-lock" and isinstance(r.json()["rows"], list)

@@ -1,0 +1,102 @@
+"""The audit trail: retrieval, streamed downloads, item history and review reports (R13, R15, R18, R19).
+
+Every answer comes from the audit index (never from replaying aggregates), and every answer is
+itself recorded on the trail (R11).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from api.deps import ActorDep, ServicesDep
+from api.responses import json_response
+from api.schemas import PROBLEMS, AuditPage, AuditReport, AuditItemHistory, ReportSignOff, ReportSignOffResult
+
+router = APIRouter(prefix="/audit", tags=["audit"], responses={k: PROBLEMS[k] for k in (401, 403, 404, 422)})
+
+ReportKind = Literal["critical-changes", "outside-hours", "late-entries", "change-rates", "changes-after-signature-or-lock"]
+MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+Text = Annotated[str | None, Query(max_length=200)]
+Instant = Annotated[dt.datetime | None, Query(description="ISO 8601 instant with its zone")]
+
+
+@router.get(
+    "/events",
+    response_model=AuditPage,
+    responses={200: {"content": {MEDIA["csv"]: {}, MEDIA["jsonl"]: {}},
+                     "description": "A page (JSON), or with format=csv|jsonl the whole filtered trail, streamed"}},
+)
+def events(
+    actor: ActorDep,
+    svc: ServicesDep,
+    participant: Text = None,
+    site: Text = None,
+    user: Annotated[str | None, Query(max_length=200, description="A user id or username")] = None,
+    item: Annotated[str | None, Query(max_length=200, description="A field or item code; a trailing * takes a prefix")] = None,
+    from_: Annotated[dt.datetime | None, Query(alias="from", description="Recorded at or after (ISO 8601 with zone)")] = None,
+    to: Annotated[dt.datetime | None, Query(description="Recorded before (ISO 8601 with zone)")] = None,
+    type: Annotated[str | None, Query(max_length=500, description="Event type(s), comma-separated")] = None,
+    aggregate_type: Text = None,
+    include_retrievals: Annotated[bool, Query(description="Also the audit-trail retrievals themselves")] = False,
+    order: Literal["asc", "desc"] = "asc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")] = None,
+    format: Literal["json", "csv", "jsonl"] = "json",
+):
+    """The audit trail, filtered, oldest (`asc`) or newest (`desc`) first by recorded order, paged by an
+    opaque cursor. `format=csv` (one row per changed field) or `format=jsonl` (one event per line)
+    downloads every matching event, streamed (R15). Site-bound roles see their own site only (R19)."""
+    filters = dict(participant=participant, site=site, user=user, item=item, from_=from_, to=to, type=type,
+                   aggregate_type=aggregate_type, include_retrievals=include_retrievals, order=order)
+    if format == "json":
+        return json_response(svc.app.audit_events(actor, limit=limit, cursor=cursor, **filters))
+    body = svc.app.export_audit_events(actor, format=format, **filters)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(
+        body, media_type=MEDIA[format],
+        headers={"Content-Disposition": f'attachment; filename="audit-trail-{stamp}.{format}"'},
+    )
+
+
+@router.get("/items/{participant_id}/{item}", response_model=AuditItemHistory)
+def item_history(
+    participant_id: str, item: str, actor: ActorDep, svc: ServicesDep,
+    aggregate_id: Annotated[str | None, Query(max_length=100, description="Only this record (e.g. one visit)")] = None,
+):
+    """Every value one item or field of a participant has had: who, role, when (UTC and the site's local
+    time), old -> new, and why (R13)."""
+    return json_response(svc.app.audit_item_history(actor, participant_id, item, aggregate_id=aggregate_id))
+
+
+@router.get("/reports/{kind}", response_model=AuditReport)
+def report(
+    kind: ReportKind, actor: ActorDep, svc: ServicesDep,
+    site: Text = None,
+    from_: Annotated[dt.datetime | None, Query(alias="from", description="Recorded at or after")] = None,
+    to: Annotated[dt.datetime | None, Query(description="Recorded before")] = None,
+    hours: Annotated[str | None, Query(pattern=r"^\d\d:\d\d-\d\d:\d\d$", description="Site hours, local time (outside-hours)")] = None,
+    weekends: Annotated[bool, Query(description="Count weekend entries as outside hours (outside-hours)")] = True,
+    late_days: Annotated[int | None, Query(ge=0, le=3650, description="Days after the clinical date (late-entries)")] = None,
+    period: Literal["day", "week"] = "day",
+    include_first_entries: Annotated[bool, Query(description="Also first entries (critical-changes)")] = False,
+):
+    """Audit-trail review reports (R18): changes to critical data, entries outside site hours, late
+    entries, and change rates per user and site."""
+    return json_response(svc.app.audit_report(
+        actor, kind, site=site, from_=from_, to=to, hours=hours, weekends=weekends, late_days=late_days,
+        period=period, include_first_entries=include_first_entries,
+    ))
+
+
+@router.post("/reports/{kind}/sign-off", status_code=201, response_model=ReportSignOffResult)
+def sign_off(kind: ReportKind, body: ReportSignOff, actor: ActorDep, svc: ServicesDep):
+    """A data manager or monitor signs off the review of one report over a period; the sign-off is an
+    audited event that keeps the report's row count and hash (R18)."""
+    return json_response(svc.app.sign_off_audit_report(
+        actor, kind, period_from=body.period_from, period_to=body.period_to, comment=body.comment,
+    ), 201)

@@ -1,0 +1,258 @@
+"""The audit index: one row per event of every aggregate, so audit retrieval never replays (R15, R19).
+
+Generic over event types. From each event it reads only the audit stamp (``audit``), the
+``changes``, the class name, the recorded ``timestamp``, the originator id and version, and the
+notification id (the global position). Everything else is learned on the way:
+
+* **participant**: an event with a ``participant_id`` attribute belongs to that participant and
+  maps its aggregate to it (a visit, an adverse event, a screening-number claim); later events of
+  the aggregate inherit it. A ``Participant`` is its own participant.
+* **site**: an event with a ``site`` attribute gives it directly (``ParticipantScreened``,
+  ``VisitScheduled``, ``UserRegistered``, ``SiteChanged`` ...) and maps its aggregate to it;
+  otherwise the participant's site, otherwise the aggregate's last known site. A user's events
+  therefore carry the user's site.
+* **clinical date** (for the late-entry report, R18): the event's own ``clinical_date``,
+  ``visit_date``, ``date``, ``aestdat``, ``signed_on`` or ``held_on`` attribute (first present,
+  as an ISO date), also looked up inside a ``record`` mapping (an AE's CDASH fields). A date that
+  describes the aggregate itself (every name above except ``signed_on``, which dates one act) is
+  remembered for the aggregate, as is a change whose field is one of those names, and events
+  without a date of their own inherit it: an item recorded at a visit is dated by the visit.
+
+Tables: ``audit_events`` (one row per event, with the changes as JSON), ``audit_changes`` (one row
+per changed field, with old and new value as JSON text and ``entry_no``: 1 for the first entry of
+that field in its aggregate, 2+ for every change after it) and ``audit_aggregates`` (what was
+learned per aggregate). All three are rebuilt from event 1 and a rebuild equals the live rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from application.projections import Projection, ViewCursor
+from application.views import iso
+
+#: attributes that date an event clinically, in order of preference
+CLINICAL_DATE_ATTRIBUTES = ("clinical_date", "visit_date", "date", "aestdat", "signed_on", "held_on")
+#: those of them that date the aggregate itself (inherited by its later events)
+AGGREGATE_DATE_ATTRIBUTES = frozenset(CLINICAL_DATE_ATTRIBUTES) - {"signed_on"}
+
+EVENT_COLUMNS = (
+    "position", "aggregate_id", "version", "event_type", "aggregate_type", "participant_id", "site",
+    "actor_user_id", "actor_username", "actor_full_name", "actor_role", "actor_site",
+    "reason", "reason_code", "source", "query_id", "recorded_at", "clinical_date", "n_changes", "fields", "changes",
+)
+
+
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def to_json(value: Any) -> str:
+    """Old and new values as JSON text: exact, typed, keys sorted, so comparable as text."""
+    return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+
+
+def _as_date(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return dt.date.fromisoformat(value[:10]).isoformat()
+        except ValueError:
+            return None
+    return None
+
+
+def clinical_date_of(event: Any) -> tuple[str | None, bool]:
+    """(the event's own clinical date, whether it dates the aggregate itself). See the module doc."""
+    record = getattr(event, "record", None)
+    for name in CLINICAL_DATE_ATTRIBUTES:
+        value = getattr(event, name, None)
+        if value is None and isinstance(record, dict):
+            value = record.get(name)
+        date = _as_date(value)
+        if date is not None:
+            return date, name in AGGREGATE_DATE_ATTRIBUTES
+    return None, False
+
+
+def aggregate_type_of(event: Any) -> str:
+    qualname = type(event).__qualname__
+    return qualname.split(".")[0] if "." in qualname else type(event).__name__
+
+
+class AuditIndex(Projection):
+    name = "audit_index"
+    topics = ()  # every event
+
+    def __init__(self) -> None:
+        self.begin_batch()
+
+    def create_statements(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS audit_events ("
+            " position BIGINT PRIMARY KEY, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL,"
+            " event_type TEXT NOT NULL, aggregate_type TEXT NOT NULL, participant_id TEXT, site TEXT,"
+            " actor_user_id TEXT NOT NULL, actor_username TEXT, actor_full_name TEXT, actor_role TEXT, actor_site TEXT,"
+            " reason TEXT, reason_code TEXT, source TEXT, query_id TEXT,"
+            " recorded_at TEXT NOT NULL, clinical_date TEXT, n_changes BIGINT NOT NULL, fields TEXT, changes TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS audit_events_participant ON audit_events (participant_id, position)",
+            "CREATE INDEX IF NOT EXISTS audit_events_site ON audit_events (site, position)",
+            "CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events (actor_user_id, position)",
+            "CREATE INDEX IF NOT EXISTS audit_events_username ON audit_events (actor_username)",
+            "CREATE INDEX IF NOT EXISTS audit_events_type ON audit_events (event_type, position)",
+            "CREATE INDEX IF NOT EXISTS audit_events_recorded ON audit_events (recorded_at, position)",
+            "CREATE INDEX IF NOT EXISTS audit_events_aggregate ON audit_events (aggregate_id, version)",
+            "CREATE TABLE IF NOT EXISTS audit_changes ("
+            " position BIGINT NOT NULL, seq BIGINT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_type TEXT NOT NULL,"
+            " participant_id TEXT, site TEXT, actor_user_id TEXT NOT NULL, actor_username TEXT, actor_role TEXT,"
+            " field TEXT NOT NULL, old_value TEXT, new_value TEXT, entry_no BIGINT NOT NULL,"
+            " recorded_at TEXT NOT NULL, clinical_date TEXT, PRIMARY KEY (position, seq))",
+            "CREATE INDEX IF NOT EXISTS audit_changes_field ON audit_changes (field, position)",
+            "CREATE INDEX IF NOT EXISTS audit_changes_participant_field ON audit_changes (participant_id, field, position)",
+            "CREATE INDEX IF NOT EXISTS audit_changes_aggregate_field ON audit_changes (aggregate_id, field, position)",
+            "CREATE INDEX IF NOT EXISTS audit_changes_recorded ON audit_changes (recorded_at)",
+            "CREATE TABLE IF NOT EXISTS audit_aggregates ("
+            " aggregate_id TEXT PRIMARY KEY, aggregate_type TEXT NOT NULL, participant_id TEXT, site TEXT,"
+            " clinical_date TEXT)",
+        ]
+
+    def tables(self) -> list[str]:
+        return ["audit_events", "audit_changes", "audit_aggregates"]
+
+    # ------------------------------------------------------------------ one batch
+    # What a batch learns is kept in memory until ``flush`` writes it with one executemany per table
+    # (a pipeline on PostgreSQL). ``begin_batch`` forgets it, so a rolled-back batch leaves nothing
+    # behind, and what another worker wrote is read from the tables in the next batch.
+    def begin_batch(self) -> None:
+        self._aggregates: dict[str, tuple] = {}  # aggregate -> (participant, site, clinical date)
+        self._aggregate_types: dict[str, str] = {}
+        self._stored: dict[str, tuple | None] = {}  # aggregate -> its row in the table before this batch
+        self._entries: dict[tuple[str, str], int] = {}  # (aggregate, field) -> entries so far
+        self._complete: set[str] = set()  # aggregates created in this batch: all their entries are here
+        self._event_rows: list[tuple] = []
+        self._change_rows: list[tuple] = []
+
+    def _known(self, cur: ViewCursor, aggregate_id: str, *, new: bool = False) -> tuple | None:
+        if aggregate_id in self._aggregates:
+            return self._aggregates[aggregate_id]
+        if new:  # a first event: nothing can be known of its aggregate yet
+            self._stored[aggregate_id] = None
+            return None
+        cur.execute("SELECT participant_id, site, clinical_date FROM audit_aggregates WHERE aggregate_id = ?", (aggregate_id,))
+        row = cur.fetchone()
+        known = None if row is None else (row[0], row[1], row[2])
+        self._stored.setdefault(aggregate_id, known)
+        if known is not None:
+            self._aggregates[aggregate_id] = known
+        return known
+
+    def _entry_no(self, cur: ViewCursor, aggregate_id: str, field: str) -> int:
+        key = (aggregate_id, field)
+        if key not in self._entries:
+            if aggregate_id in self._complete:
+                self._entries[key] = 0
+            else:
+                cur.execute("SELECT COUNT(*) FROM audit_changes WHERE aggregate_id = ? AND field = ?", key)
+                self._entries[key] = int(cur.fetchone()[0])
+        self._entries[key] += 1
+        return self._entries[key]
+
+    def flush(self, cur: ViewCursor) -> None:
+        inserts, updates = [], []
+        for aggregate_id, values in self._aggregates.items():
+            stored = self._stored.get(aggregate_id, values)
+            if aggregate_id in self._stored and stored is None:
+                inserts.append((aggregate_id, self._aggregate_types[aggregate_id], *values))
+            elif values != stored:
+                updates.append((*values, aggregate_id))
+        if inserts:
+            cur.executemany(
+                "INSERT INTO audit_aggregates (aggregate_id, aggregate_type, participant_id, site, clinical_date)"
+                " VALUES (?, ?, ?, ?, ?)", inserts)
+        if updates:
+            cur.executemany(
+                "UPDATE audit_aggregates SET participant_id = ?, site = ?, clinical_date = ? WHERE aggregate_id = ?",
+                updates)
+        if self._event_rows:
+            cur.executemany(
+                f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
+                self._event_rows)
+        if self._change_rows:
+            cur.executemany(
+                "INSERT INTO audit_changes (position, seq, aggregate_id, aggregate_type, participant_id, site,"
+                " actor_user_id, actor_username, actor_role, field, old_value, new_value, entry_no, recorded_at,"
+                " clinical_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._change_rows)
+        self.begin_batch()
+
+    def process(self, event: Any, notification_id: int, cur: ViewCursor) -> None:
+        aggregate_id = str(event.originator_id)
+        aggregate_type = aggregate_type_of(event)
+        new = event.originator_version == 1
+        known = self._known(cur, aggregate_id, new=new)
+        agg_participant, agg_site, agg_date = known or (None, None, None)
+
+        # participant: a Participant is its own; an event naming one maps its aggregate to it
+        own_participant = getattr(event, "participant_id", None)
+        if aggregate_type == "Participant":
+            participant_id = agg_participant = aggregate_id
+        elif own_participant:
+            participant_id = agg_participant = str(own_participant)
+        else:
+            participant_id = agg_participant
+
+        # site: the event's own, else the participant's, else the aggregate's
+        own_site = getattr(event, "site", None)
+        if isinstance(own_site, str) and own_site:
+            site = own_site
+            agg_site = own_site
+        else:
+            site = None
+            if participant_id and participant_id != aggregate_id:
+                participant = self._known(cur, participant_id)
+                site = participant[1] if participant else None
+            site = site or agg_site
+            if agg_site is None and site is not None:
+                agg_site = site
+
+        # clinical date: the event's own, else the aggregate's (see module doc)
+        clinical_date, dates_aggregate = clinical_date_of(event)
+        if clinical_date is not None and dates_aggregate:
+            agg_date = clinical_date
+        changes = list(getattr(event, "changes", None) or [])
+        for ch in changes:
+            if ch.get("field") in AGGREGATE_DATE_ATTRIBUTES and _as_date(ch.get("new_value")):
+                agg_date = _as_date(ch.get("new_value"))
+                clinical_date = clinical_date or agg_date
+        if clinical_date is None:
+            clinical_date = agg_date
+
+        self._aggregates[aggregate_id] = (agg_participant, agg_site, agg_date)
+        self._aggregate_types.setdefault(aggregate_id, aggregate_type)
+        if new:
+            self._complete.add(aggregate_id)
+
+        audit = getattr(event, "audit", None) or {}
+        actor = audit.get("actor") or {}
+        recorded_at = iso(event.timestamp)
+        fields = sorted({str(ch.get("field")) for ch in changes})
+        self._event_rows.append(
+            (
+                notification_id, aggregate_id, event.originator_version, type(event).__name__, aggregate_type,
+                participant_id, site, str(actor.get("user_id")), actor.get("username"), actor.get("full_name"),
+                actor.get("role"), actor.get("site"), audit.get("reason"), audit.get("reason_code"),
+                audit.get("source"), audit.get("query_id"), recorded_at, clinical_date, len(changes),
+                " ".join(fields) if fields else None, to_json(changes),
+            ),
+        )
+        for seq, ch in enumerate(changes):
+            field = str(ch.get("field"))
+            self._change_rows.append((
+                notification_id, seq, aggregate_id, aggregate_type, participant_id, site, str(actor.get("user_id")),
+                actor.get("username"), actor.get("role"), field, to_json(ch.get("old_value")),
+                to_json(ch.get("new_value")), self._entry_no(cur, aggregate_id, field), recorded_at, clinical_date,
+            ))
