@@ -15,9 +15,12 @@ from api.routers import (
     casebook,
     exports,
     integrity,
+    locks,
     outcomes,
     participants,
+    queries,
     safety,
+    signatures,
     users,
     visits,
 )
@@ -34,6 +37,9 @@ ROUTERS = [
     audit.router,
     casebook.router,
     exports.router,
+    signatures.router,
+    queries.router,
+    locks.router,
 ]
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.schemas import Change, Command, Correction, ReasonCode
+from api.schemas import Change, Command, Correction, ReasonCode, SignatureOut
 from domain.safety import ACTIONS, AESI_CATEGORIES, CAUSALITY, CTCAE_VERSIONS, EXPECTEDNESS, GRADES, OUTCOMES, REPORT_KINDS, RECIPIENTS
 
 NY = Literal["Y", "N"]
@@ -143,6 +143,7 @@ class AdverseEventOut(AdverseEventFields):
     classification: Classification
     obligations: list[Obligation]
     deleted: bool
+    signatures: list[SignatureOut] = []
     created_at: str
     modified_at: str
     version: int

@@ -256,6 +256,50 @@ class Deviation(BaseModel):
     current: bool = Field(description="False once the visit date was corrected away from the date it concerns")
 
 
+class SignatureOut(BaseModel):
+    """A signature with its manifestation (R27) and whether it still holds (R30)."""
+
+    signature_id: str
+    signer: str = Field(description="The signer's printed name")
+    signer_user_id: str
+    signer_username: str
+    signer_role: str
+    meaning: str = Field(description="authorship, review or approval")
+    legal_statement: str
+    signed_at: str = Field(description="UTC, ISO 8601 with zone")
+    record_type: str
+    record_id: str
+    record_version: Any = Field(description="The record's version when signed (a casebook: each record's version)")
+    content_hash: str = Field(description="Hex SHA-256 of the canonical signed content (README: Signatures)")
+    hash_algorithm: str
+    valid: bool
+    invalidated_by: dict[str, Any] | None = Field(description="The event that broke the signature (R30)")
+    invalidated_at: str | None
+    status: str = Field(description="'valid' or 'unsigned since <event>'")
+    manifestation: str
+
+
+class LockedBy(BaseModel):
+    user_id: str
+    username: str
+    full_name: str
+    role: str
+    site: str
+
+
+class LockOut(BaseModel):
+    scope: str
+    locked_at: str
+    reason: str | None
+    locked_by: LockedBy
+
+
+class SdvFlag(BaseModel):
+    value: Any
+    verified_at: str
+    verified_by: dict[str, str]
+
+
 class VisitOut(BaseModel):
     id: str
     participant_id: str
@@ -272,6 +316,9 @@ class VisitOut(BaseModel):
     items: dict[str, bool | int | None]
     cleared_items: list[str]
     deviations: list[Deviation]
+    signatures: list[SignatureOut] = []
+    lock: LockOut | None = None
+    sdv: dict[str, SdvFlag] = {}
     created_at: str
     modified_at: str
     version: int

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
-from application.views import event_view, iso
+from application.views import event_view, iso, signature_view
 from domain import access
 from domain.access import is_site_bound
 from domain.adverse_event import AdverseEvent
@@ -74,6 +74,7 @@ def adverse_event_view(ae: AdverseEvent, now: dt.datetime | None = None) -> dict
         },
         "obligations": obligations,
         "deleted": ae.deleted,
+        "signatures": [signature_view(s) for s in ae.signatures],
         "created_at": iso(ae.created_on),
         "modified_at": iso(ae.modified_on),
         "version": ae.version,

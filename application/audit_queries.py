@@ -50,7 +50,7 @@ EXPORT_PAGE = 500
 #: R18 "critical data": ACR/EULAR components, mRSS, and the AE term, grade, seriousness, causality and dates
 CRITICAL_PREFIXES = ("acr_eular.", "mrss.", "aes", "aerel")
 CRITICAL_FIELDS = frozenset({"aeterm", "aetoxgr", "aeser", "aestdat", "aeendat"})
-REPORT_KINDS = ("critical-changes", "outside-hours", "late-entries", "change-rates")
+REPORT_KINDS = ("critical-changes", "outside-hours", "late-entries", "change-rates", "changes-after-signature-or-lock")
 
 CSV_COLUMNS = (
     "position", "recorded_at", "clinical_date", "event_type", "aggregate_type", "aggregate_id", "version",
@@ -451,6 +451,8 @@ class AuditQueries:
             start, end = _parse_hours(hours or self.audit_site_hours)
             params.update(hours=f"{start.isoformat('minutes')}-{end.isoformat('minutes')}", weekends=weekends)
             rows = self._outside_hours(f.site, lo, hi, start, end, weekends)
+        elif kind == "changes-after-signature-or-lock":  # application.review (issue 7)
+            rows = self._changes_after_signature_or_lock_rows(f.site, lo, hi)  # type: ignore[attr-defined]
         elif kind == "late-entries":
             days = self.audit_late_entry_days if late_days is None else int(late_days)
             if days < 0:

@@ -19,13 +19,17 @@ from eventsourcing.persistence import IntegrityError, Recording
 from application.adverse_events import AdverseEventCommands
 from application.audit_queries import AuditQueries
 from application.casebook import CasebookQueries
+from application.locks import LockCommands
 from application.participant_list import status_of
 from application.ports import PasswordHasher
+from application.queries import QueryCommands
+from application.review import ReviewQueries
+from application.signatures import SignatureCommands
 from application.views import event_view, participant_view, user_view
 from application.visits import VisitCommands
 from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
-from domain.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied, StaleVersion
+from domain.errors import AuthenticationFailed, Conflict, InvalidInput, Locked, NotFound, PermissionDenied, StaleVersion
 from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
 from domain.randomisation import RULE as ALLOCATION_RULE
 from domain.randomisation import AllocationSequence
@@ -45,7 +49,8 @@ def parse_uuid(value: Any, what: str = "id") -> UUID:
         raise NotFound(f"no {what} {value!r}") from None
 
 
-class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, CasebookQueries, Application):
+class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, CasebookQueries, SignatureCommands,
+                       QueryCommands, LockCommands, ReviewQueries, Application):
     name = "trialaudit"
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",
@@ -84,6 +89,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
 
     def _save(self, *aggregates: Any) -> int:
         """Save all pending events of a command atomically; return the last notification id."""
+        aggregates = (*aggregates, *self._before_save(aggregates))  # locks, casebook signatures (R30, R34)
         try:
             recordings = self.save(*aggregates)
         except IntegrityError:
@@ -334,6 +340,8 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         claim = self._claim_screening_number(participant.screening_number, str(participant.id), stamp)
         try:
             notification_id = self._save(participant, claim)
+        except Locked:
+            raise
         except Conflict:
             raise Conflict(f"screening number {participant.screening_number} is already in use in this trial") from None
         return self._result(participant, notification_id)
@@ -382,7 +390,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
             participant.randomise(arm, slot, stratum, ALLOCATION_RULE, stamp)
             visits = self.plan_visits(participant, stamp)  # the schedule, in the same transaction
             try:
-                recordings = self.save(participant, sequence, *visits)
+                recordings = self.save(participant, sequence, *visits, *self._before_save((participant,)))
             except IntegrityError:
                 continue  # another randomisation took the slot at the same moment: draw again
             return self._result(participant, recordings[-1].notification.id)
@@ -413,6 +421,8 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
             changes = participant.correct(field, new_number, stamp, today)
             try:
                 notification_id = self._save(participant, old_claim, new_claim)
+            except Locked:
+                raise
             except Conflict:
                 raise Conflict(f"screening number {new_number} is already in use in this trial") from None
         else:

@@ -64,3 +64,46 @@ def event_view(event: Any) -> dict[str, Any]:
         "query_id": audit.get("query_id"),
         "changes": list(event.changes),
     }
+
+
+def signature_view(s: dict[str, Any]) -> dict[str, Any]:
+    """A signature with its manifestation (R27): printed name, role, meaning, legal statement, UTC time;
+    and whether it still holds, or which event broke it (R30)."""
+    broken = s.get("invalidated_by")
+    signed_at = iso(s["signed_at"])
+    return {
+        "signature_id": s["signature_id"],
+        "signer": s["signer"]["full_name"],
+        "signer_user_id": s["signer"]["user_id"],
+        "signer_username": s["signer"]["username"],
+        "signer_role": s["signer"]["role"],
+        "meaning": s["meaning"],
+        "legal_statement": s["legal_statement"],
+        "signed_at": signed_at,
+        "record_type": s["record_type"],
+        "record_id": s["record_id"],
+        "record_version": s["record_version"],
+        "content_hash": s["content_hash"],
+        "hash_algorithm": s["hash_algorithm"],
+        "valid": s["valid"],
+        "invalidated_by": dict(broken) if broken else None,
+        "invalidated_at": iso(s.get("invalidated_at")),
+        "status": "valid" if s["valid"] else
+        f"unsigned since {broken['type']} (version {broken['version']}) at {iso(s.get('invalidated_at'))}",
+        "manifestation": f"Electronically signed by {s['signer']['full_name']} ({s['signer']['role']}) on "
+                         f"{signed_at} (UTC). Meaning: {s['meaning']}. {s['legal_statement']}",
+    }
+
+
+def lock_view(lock: dict[str, Any] | None) -> dict[str, Any] | None:
+    if lock is None:
+        return None
+    by = lock["locked_by"]
+    return {"scope": lock["scope"], "locked_at": iso(lock["locked_at"]), "reason": lock.get("reason"),
+            "locked_by": {k: by[k] for k in ("user_id", "username", "full_name", "role", "site")}}
+
+
+def sdv_view(flags: dict[str, Any]) -> dict[str, Any]:
+    return {code: {"value": f["value"], "verified_at": iso(f["verified_at"]),
+                   "verified_by": {k: f["verified_by"][k] for k in ("user_id", "full_name", "role")}}
+            for code, f in sorted(flags.items())}

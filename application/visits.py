@@ -16,7 +16,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.scores import assemble, describe, score_items
 from application.scores_projection import row_view
-from application.views import event_view, iso
+from application.views import event_view, iso, lock_view, sdv_view, signature_view
 from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
 from domain.errors import Conflict, InvalidInput, NotFound
@@ -74,6 +74,9 @@ def visit_view(v: Visit) -> dict[str, Any]:
         "deviations": [
             {**d, "recorded_at": iso(d["recorded_at"]), "current": d["actual_date"] == v.held_on} for d in v.deviations
         ],
+        "signatures": [signature_view(s) for s in v.signatures],
+        "lock": lock_view(v.lock),
+        "sdv": sdv_view(v.sdv),
         "created_at": iso(v.created_on),
         "modified_at": iso(v.modified_on),
         "version": v.version,

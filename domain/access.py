@@ -27,6 +27,20 @@ POLICY: dict[str, frozenset[str]] = {
     # casebooks replayed for inspection and ODM exports (R14, R16, R17); site-bound roles: own site only
     "casebook.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     "export.odm": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    # electronic signatures (R27-R31): investigators sign; an admin records identity verification
+    "signature.sign": frozenset({"investigator"}),
+    "signature.enable": frozenset({"admin"}),
+    # data queries (R32): monitors and data managers raise and settle them; the site answers
+    "query.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "query.open": frozenset({"monitor", "data_manager"}),
+    "query.answer": frozenset({"investigator", "coordinator"}),
+    "query.manage": frozenset({"monitor", "data_manager"}),
+    # locks (R25, R34) and source-data verification (R35)
+    "lock.read": frozenset({"investigator", "coordinator", "monitor", "data_manager", "inspector"}),
+    "lock.manage": frozenset({"data_manager"}),
+    "sdv.write": frozenset({"monitor"}),
+    # audit-trail review reports (R18)
+    "review.read": frozenset({"monitor", "data_manager", "inspector"}),
     # the user register
     "user.manage": frozenset({"admin"}),
     "user.read": frozenset({"admin", "inspector"}),

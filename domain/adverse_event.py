@@ -5,6 +5,8 @@ the reporting clocks its classification starts (docs/domain.md §3, §3.6, §4).
 - A change that makes the AE serious, related, unexpected, life-threatening or fatal starts a new
   reporting clock (``ReportingClockStarted``) in the same save; a report made is ``ReportSubmitted``.
 - Deletion (entered in error) is a tombstone: the values stay in the history (R8).
+- An investigator can sign the AE (R27-R29); a later follow-up, correction or deletion emits
+  ``AdverseEventSignatureInvalidated`` in the same save (R30).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from domain.safety import (
     parse_instant,
     validate_fields,
 )
+from domain.signature import RecordSigned, Signable, SignatureInvalidated
 from domain.trial import ARM_TREG
 
 Path = tuple[str | int, ...]
@@ -50,8 +53,22 @@ def _raise(errors: list[tuple[Path, str]]) -> None:
         raise InvalidInput(unique)
 
 
-class AdverseEvent(AuditedAggregate):
+class AdverseEvent(Signable, AuditedAggregate):
     TOPIC = "trialaudit.AdverseEvent"
+    RECORD_TYPE = "adverse_event"
+    signature_events = ("AdverseEventSigned", "AdverseEventSignatureInvalidated")
+    #: events that change the signed content (the investigator's CDASH fields, or the record's removal)
+    content_event_names = ("FollowUpRecorded", "FieldCorrected", "AdverseEventDeleted")
+
+    class AdverseEventSigned(RecordSigned):
+        """An investigator signed the AE record (R27-R29)."""
+
+        TOPIC = "trialaudit.AdverseEvent.AdverseEventSigned"
+
+    class AdverseEventSignatureInvalidated(SignatureInvalidated):
+        """A later change broke a signature of the AE, named in ``broken_by`` (R30)."""
+
+        TOPIC = "trialaudit.AdverseEvent.AdverseEventSignatureInvalidated"
 
     class AdverseEventReported(AuditedCreated):
         """First entry of an AE at the participant's site; ``record`` holds every CDASH field."""
@@ -154,6 +171,7 @@ class AdverseEvent(AuditedAggregate):
         self.record = dict(record)
         self.obligations: dict[int, dict[str, Any]] = {}
         self.deleted = False
+        self.signatures: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------- reading
     def value(self, field: str) -> Any:
@@ -313,6 +331,27 @@ class AdverseEvent(AuditedAggregate):
         if not stamp.get("reason"):
             raise InvalidInput.one("reason", "a reason for the deletion is required")
         self._record(self.AdverseEventDeleted, stamp, [change("deleted", False, True)])
+
+    # ----------------------------------------------------------------- signatures
+    def signed_content(self) -> dict[str, Any]:
+        """What an AE signature covers (R29): the investigator's CDASH fields and whether it was deleted."""
+        return {"record": {f: self.record.get(f) for f in FIELDS}, "deleted": self.deleted}
+
+    def signing_problems(self) -> list[str]:
+        return ["it was deleted (entered in error)"] if self.deleted else []
+
+    def is_content_event(self, event: Any) -> bool:
+        name = type(event).__name__
+        return name in self.content_event_names and getattr(event, "field", None) != SPONSOR_CAUSALITY
+
+    def _record(self, event_class: type, stamp: dict[str, Any], changes: list, **fields: Any) -> None:
+        super()._record(event_class, stamp, changes, **fields)
+        event = self.pending_events[-1]
+        if self.is_content_event(event):
+            self.invalidate_signatures(
+                {"version": event.originator_version, "type": type(event).__name__, "record_type": "adverse_event",
+                 "record_id": str(self.id), "field": getattr(event, "field", None),
+                 "recorded_at": event.timestamp.isoformat()}, stamp)
 
     def _require_not_deleted(self) -> None:
         if self.deleted:

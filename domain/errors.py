@@ -37,6 +37,12 @@ class Conflict(DomainError):
     title = "Conflict with the current state"
 
 
+class Locked(Conflict):
+    """The data is locked (visit, participant or study lock, R34): 409 naming the lock."""
+
+    title = "Locked"
+
+
 class StaleVersion(Conflict):
     title = "Stale version"
 

@@ -98,6 +98,16 @@ class User(AuditedAggregate):
         def apply(self, u: Any) -> None:
             u.failed_logins = self.consecutive_failures
 
+    class SignatureAuthenticationFailed(AuditedAggregate.Event):
+        """A wrong password re-entered to sign a record (R28); it counts towards lockout (R24)."""
+
+        TOPIC = "trialaudit.User.SignatureAuthenticationFailed"
+        consecutive_failures: int
+        record: str
+
+        def apply(self, u: Any) -> None:
+            u.failed_logins = self.consecutive_failures
+
     class UserLockedOut(AuditedAggregate.Event):
         TOPIC = "trialaudit.User.UserLockedOut"
         after_failures: int
@@ -183,6 +193,18 @@ class User(AuditedAggregate):
         self._record(
             self.LoginFailed, stamp, [change("failed_logins", self.failed_logins, failures)],
             consecutive_failures=failures,
+        )
+        if failures >= max_failures and not self.locked:
+            self._record(self.UserLockedOut, stamp, [change("locked", False, True)], after_failures=failures)
+            return True
+        return False
+
+    def signature_authentication_failed(self, stamp: dict, max_failures: int, record: str) -> bool:
+        """Record a failed re-authentication at signing (R28); lock at ``max_failures`` like a failed login."""
+        failures = self.failed_logins + 1
+        self._record(
+            self.SignatureAuthenticationFailed, stamp, [change("failed_logins", self.failed_logins, failures)],
+            consecutive_failures=failures, record=record[:200],
         )
         if failures >= max_failures and not self.locked:
             self._record(self.UserLockedOut, stamp, [change("locked", False, True)], after_failures=failures)

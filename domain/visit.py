@@ -5,6 +5,10 @@ clearing it, needs one and keeps the old and new values (R5). Clearing is an eve
 old value stays in the history (R8). A change may cite the data query it answers (R7, in the stamp).
 A visit held outside its window is recorded, with a ``ProtocolDeviationRecorded`` event, not refused.
 
+Signatures, lock and SDV (R25, R27-R30, R34, R35) live here too, so that they change atomically with the
+data: a change to signed content emits ``VisitSignatureInvalidated`` in the same save; a change of a
+verified item emits ``ItemVerificationReset``; a locked visit refuses every entry, change and signature.
+
 Item codes are ``acr_eular.<finding code>`` (13 sub-items and 2 exclusions: ``true``, ``false`` or
 ``null`` for unknown) and ``mrss.<site code>`` (17 sites, integers 0..3), the codes of docs/domain.md.
 For an ACR/EULAR item ``null`` is a value (unknown); clearing it is an explicit ``clear``. For an
@@ -19,6 +23,7 @@ from uuid import UUID
 
 from domain.audit import AuditedAggregate, AuditedCreated, change
 from domain.errors import Conflict, InvalidInput
+from domain.lock import Lockable, RecordLocked, RecordUnlocked
 from domain.schedule import (
     ANCHOR_RULE,
     UNSCHEDULED,
@@ -28,6 +33,7 @@ from domain.schedule import (
     days_outside,
 )
 from domain.scoring import ACR_EULAR_CODES, MRSS_SITES, ScoringInputError, validate_mrss_site_score
+from domain.signature import RecordSigned, Signable, SignatureInvalidated
 from domain.trial import trial_uuid
 
 ACR_PREFIX = "acr_eular."
@@ -77,8 +83,12 @@ def _d(value: str | None) -> dt.date | None:
     return None if value is None else dt.date.fromisoformat(value)
 
 
-class Visit(AuditedAggregate):
+class Visit(Signable, Lockable, AuditedAggregate):
     TOPIC = "trialaudit.Visit"
+    RECORD_TYPE = "visit"
+    LOCK_SCOPE = "visit"
+    signature_events = ("VisitSigned", "VisitSignatureInvalidated")
+    lock_events = ("VisitLocked", "VisitUnlocked")
 
     @staticmethod
     def id_for(participant_id: UUID | str, code: str) -> UUID:
@@ -176,6 +186,47 @@ class Visit(AuditedAggregate):
             v.items = {k: val for k, val in v.items.items() if k != self.item_code}
             v.cleared = v.cleared | {self.item_code}
 
+    class VisitSigned(RecordSigned):
+        """An investigator signed the visit's data (R27-R29)."""
+
+        TOPIC = "trialaudit.Visit.VisitSigned"
+
+    class VisitSignatureInvalidated(SignatureInvalidated):
+        """A later change broke a signature of the visit, named in ``broken_by`` (R30)."""
+
+        TOPIC = "trialaudit.Visit.VisitSignatureInvalidated"
+
+    class VisitLocked(RecordLocked):
+        TOPIC = "trialaudit.Visit.VisitLocked"
+
+    class VisitUnlocked(RecordUnlocked):
+        TOPIC = "trialaudit.Visit.VisitUnlocked"
+
+    class ItemVerified(AuditedAggregate.Event):
+        """Source-data verification of one item's current value, by a monitor (R35)."""
+
+        TOPIC = "trialaudit.Visit.ItemVerified"
+        item_code: str
+        value: Any
+
+        def apply(self, v: Any) -> None:
+            v.sdv = {**v.sdv, self.item_code: {"value": self.value, "verified_by": dict(self.audit["actor"]),
+                                               "verified_at": self.timestamp, "version": self.originator_version}}
+
+    class ItemVerificationReset(AuditedAggregate.Event):
+        """The verified value changed, so its SDV flag was reset automatically (R35)."""
+
+        TOPIC = "trialaudit.Visit.ItemVerificationReset"
+        item_code: str
+        verified_value: Any
+        changed_by_version: int
+
+        def apply(self, v: Any) -> None:
+            v.sdv = {k: val for k, val in v.sdv.items() if k != self.item_code}
+
+    #: events that change the signed content (items and the date held)
+    content_event_names = ("ItemRecorded", "ItemCorrected", "ItemCleared", "VisitHeld", "VisitDateCorrected")
+
     def __init__(self, participant_id: str, site: str, arm: str, code: str, target_date: str | None,
                  window_start: str | None, window_end: str | None, randomised_on: str, anchor_rule: str):
         self.participant_id = participant_id
@@ -192,6 +243,10 @@ class Visit(AuditedAggregate):
         #: items that had a value once and were cleared (a later entry is a change: reason needed)
         self.cleared: frozenset[str] = frozenset()
         self.deviations: list[dict[str, Any]] = []
+        self.signatures: list[dict[str, Any]] = []
+        self.lock: dict[str, Any] | None = None
+        #: item code -> the SDV flag of its current value (R35)
+        self.sdv: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- creation
     @classmethod
@@ -313,6 +368,62 @@ class Visit(AuditedAggregate):
         old = self.items.get(item_code)
         self._record(self.ItemCorrected, stamp, [change(item_code, old, value)], item_code=item_code,
                      old_value=old, value=value)
+        return True
+
+    # ----------------------------------------------------------------- signatures, lock, SDV
+    def lock_label(self) -> str:
+        return f"visit {self.code} ({self.id})"
+
+    def signed_content(self) -> dict[str, Any]:
+        """What a visit signature covers (R29): the items and the date held."""
+        return {"items": dict(sorted(self.items.items())), "held_on": self.held_on}
+
+    def signing_problems(self) -> list[str]:
+        problems = []
+        if self.held_on is None:
+            problems.append("the date the visit was held is not recorded")
+        if not self.items:
+            problems.append("no item is recorded")
+        return problems
+
+    def is_content_event(self, event: Any) -> bool:
+        return type(event).__name__ in self.content_event_names
+
+    def _record(self, event_class: type, stamp: dict[str, Any], changes: list, **fields: Any) -> None:
+        name = event_class.__name__
+        if name in self.content_event_names:
+            self.refuse_if_locked("data entry or change")
+        elif name == self.signature_events[0]:
+            self.refuse_if_locked("signature")
+        super()._record(event_class, stamp, changes, **fields)
+        if name in self.content_event_names:
+            self._after_content_change(self.pending_events[-1], stamp)
+
+    def _after_content_change(self, event: Any, stamp: dict) -> None:
+        """Invalidate signatures (R30) and reset the SDV flag of a changed item (R35), in the same save."""
+        broken_by = {"version": event.originator_version, "type": type(event).__name__, "record_type": "visit",
+                     "record_id": str(self.id), "item_code": getattr(event, "item_code", None),
+                     "recorded_at": event.timestamp.isoformat()}
+        self.invalidate_signatures(broken_by, stamp)
+        code = getattr(event, "item_code", None)
+        if code in self.sdv and (code not in self.items or self.items[code] != self.sdv[code]["value"]):
+            reset_stamp = {**stamp, "reason": f"SDV reset: {code} changed by {type(event).__name__} (version "
+                                              f"{event.originator_version})", "reason_code": None}
+            super()._record(self.ItemVerificationReset, reset_stamp, [change(f"sdv.{code}", True, False)],
+                            item_code=code, verified_value=self.sdv[code]["value"],
+                            changed_by_version=event.originator_version)
+
+    def verify_item(self, item_code: Any, stamp: dict) -> bool:
+        """Mark the current value of an item source-data verified (R35). False when already verified."""
+        item_code = validate_item_code(item_code)
+        if item_code not in self.items:
+            raise Conflict(f"{item_code} has no value to verify")
+        value = self.items[item_code]
+        flag = self.sdv.get(item_code)
+        if flag is not None and flag["value"] == value:
+            return False
+        self._record(self.ItemVerified, stamp, [change(f"sdv.{item_code}", False, True)], item_code=item_code,
+                     value=value)
         return True
 
     @staticmethod

@@ -18,7 +18,7 @@ from api.schemas import PROBLEMS, AuditPage, AuditReport, AuditItemHistory, Repo
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses={k: PROBLEMS[k] for k in (401, 403, 404, 422)})
 
-ReportKind = Literal["critical-changes", "outside-hours", "late-entries", "change-rates"]
+ReportKind = Literal["critical-changes", "outside-hours", "late-entries", "change-rates", "changes-after-signature-or-lock"]
 MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 Text = Annotated[str | None, Query(max_length=200)]
