@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from api import errors
@@ -50,6 +51,9 @@ def create_app(services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         owned = services is None
         app.state.services = services or build()
+        # Fewer threads than anyio's default 40: past a handful, threads only contend for the GIL
+        # (the SQLite group commit still gathers every waiting command into one COMMIT).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.services.settings.threads
         try:
             yield
         finally:

@@ -64,7 +64,7 @@ def serve(
     host: str = typer.Option(os.environ.get("HOST", "127.0.0.1"), help="Address to listen on"),
     port: int = typer.Option(int(os.environ.get("PORT", "8000")), help="Port"),
     workers: int = typer.Option(
-        int(os.environ.get("TRIALAUDIT_WORKERS", "1")), help="API worker processes (env TRIALAUDIT_WORKERS)"
+        int(os.environ.get("TRIALAUDIT_WORKERS", "2")), help="API worker processes (env TRIALAUDIT_WORKERS)"
     ),
     access_log: bool = typer.Option(
         False, help="Log every HTTP request to stdout (the audit trail itself is the event store)"

@@ -97,14 +97,18 @@ class LockCommands:
         return extra
 
     def _study_lock(self: Any) -> StudyLock | None:
-        try:
-            return self.repository.get(StudyLock.id_for())
-        except AggregateNotFoundError:
-            return None
+        return self._existing(StudyLock.id_for())
 
     def _casebook(self: Any, participant_id: Any) -> Casebook | None:
+        return self._existing(Casebook.id_for(participant_id))
+
+    def _existing(self: Any, aggregate_id: Any) -> Any:
+        """The aggregate, or None. These are looked up on every save and usually do not exist: one
+        indexed read answers that, where the repository would reconstruct and raise."""
+        if not self.recorder.select_events(aggregate_id, desc=True, limit=1):
+            return None
         try:
-            return self.repository.get(Casebook.id_for(participant_id))
+            return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
 

@@ -48,6 +48,8 @@ class ReadModelStore(Protocol):
 
     def ensure_tracking(self, name: str) -> None: ...
 
+    def exclusive(self, blocking: bool = True) -> AbstractContextManager[bool]: ...
+
     def close(self) -> None: ...
 
 
@@ -110,14 +112,19 @@ class ProjectionEngine:
         return {name: self.store.position(name) for name in self.projections}
 
     # ------------------------------------------------------------------ following the log
-    def catch_up(self, names: Sequence[str] | None = None, progress: Progress | None = None) -> int:
-        """Process everything recorded so far. Returns how many events were applied."""
-        with self._lock:
-            head = self.app.recorder.max_notification_id() or 0
-            applied = 0
-            for name in names or list(self.projections):
-                applied += self._catch_up_one(self.projections[name], head, progress)
-            return applied
+    def catch_up(self, names: Sequence[str] | None = None, progress: Progress | None = None, *, blocking: bool = True) -> int:
+        """Process everything recorded so far. Returns how many events were applied.
+
+        Not ``blocking``: if another process is catching up the same read models, leave it to them."""
+        with self._lock, self.store.exclusive(blocking) as acquired:
+            return self._catch_up_all(names, progress) if acquired else 0
+
+    def _catch_up_all(self, names: Sequence[str] | None, progress: Progress | None) -> int:
+        head = self.app.recorder.max_notification_id() or 0
+        applied = 0
+        for name in names or list(self.projections):
+            applied += self._catch_up_one(self.projections[name], head, progress)
+        return applied
 
     def _catch_up_one(self, projection: Projection, head: int, progress: Progress | None) -> int:
         applied = 0
@@ -166,7 +173,7 @@ class ProjectionEngine:
     def rebuild(self, names: Sequence[str] | None = None, progress: Progress | None = None) -> int:
         """Drop the projections' tables and rebuild them from event 1."""
         names = list(names or self.projections)
-        with self._lock:
+        with self._lock, self.store.exclusive(True):
             with self.store.transaction() as cur:
                 for name in names:
                     for table in self.projections[name].tables():
@@ -174,7 +181,7 @@ class ProjectionEngine:
                     for statement in self.projections[name].create_statements():
                         cur.execute(statement)
                     cur.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (name,))
-            return self.catch_up(names, progress)
+            return self._catch_up_all(names, progress)
 
     def dump(self, names: Sequence[str] | None = None) -> dict[str, list[tuple]]:
         """Every row of every table, sorted: for comparing a rebuild with the live read model."""
@@ -203,7 +210,7 @@ class ProjectionEngine:
                     break
                 self._wakeup.clear()
                 try:
-                    self.catch_up()
+                    self.catch_up(blocking=False)
                 except Exception:  # keep following; the next query retries in-line and reports
                     time.sleep(interval)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from infrastructure.filelock import ProcessLock
 from infrastructure.store import parse_database_url, postgres_conninfo
 
 TRACKING_DDL = "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
@@ -55,6 +56,7 @@ class SQLiteReadModels:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
+        self._process_lock = ProcessLock(path + ".lock")
         with self._connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(TRACKING_DDL)
@@ -84,6 +86,10 @@ class SQLiteReadModels:
                 conn.commit()
             finally:
                 cur.close()
+
+    def exclusive(self, blocking: bool = True):
+        """Serialise catching up across the processes sharing this file (others skip or wait)."""
+        return self._process_lock.hold(blocking)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cur = self._connection().execute(sql, tuple(params))
@@ -127,6 +133,10 @@ class PostgresReadModels:
         )
         with self.pool.connection() as conn:
             conn.execute(TRACKING_DDL)
+
+    def exclusive(self, blocking: bool = True):
+        """Workers sharing PostgreSQL need no lock: positions move by compare-and-set."""
+        return nullcontext(True)
 
     @contextmanager
     def transaction(self) -> Iterator[_PgCursor]:

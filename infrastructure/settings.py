@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = 19456
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
+    #: Worker threads per API process for blocking work (commands, queries).
+    threads: int = Field(default=8, ge=1, le=200)
     #: PostgreSQL connection pool size per process.
     postgres_pool_size: int = 8
     #: "inline": each API process keeps the read models up to date itself (SQLite: always).

@@ -33,6 +33,8 @@ from eventsourcing.sqlite import (
 )
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.filelock import ProcessLock
+
 APP_NAME = "trialaudit"
 
 
@@ -127,6 +129,8 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         self._queue: deque[_PendingWrite] = deque()
         self._queue_lock = threading.Lock()
         self._leader_lock = threading.Lock()
+        db_name = datastore.pool.db_name
+        self._process_lock = None if datastore.pool.is_sqlite_memory_mode else ProcessLock(db_name + ".write-lock")
 
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
@@ -159,7 +163,7 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
 
     def _commit_batch(self, batch: list[_PendingWrite]) -> None:
         try:
-            with self.datastore.get_connection(commit=True) as conn:
+            with self._process_lock.hold(), self.datastore.get_connection(commit=True) as conn:
                 sqlite_conn = conn._sqlite_conn
                 curs = conn.cursor()
                 try:
