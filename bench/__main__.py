@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench.result import check
 from rich.console import Console
 from rich.table import Table
 
@@ -72,6 +73,25 @@ def _num(x: Any, digits: int = 0) -> str:
     if isinstance(x, float):
         return f"{x:,.{digits}f}"
     return f"{x:,}"
+
+
+def normalise(r: dict[str, Any]) -> None:
+    """Rows written as plain dicts with a textual ``target`` ("<= 50 ms", ">= 20,000 events/s and
+    ratio >= 0.5") get the same checks and verdict as rows made with bench.result.row."""
+    if "passed" in r:
+        return
+    r.setdefault("unit", "")
+    checks = []
+    for clause in (r.get("target") or "").split(" and "):
+        m = re.match(r"\s*(ratio\s*)?(>=|<=)\s*([\d,.]+)", clause)
+        if m:
+            on_ratio = bool(m.group(1))
+            checks.append(check("ratio" if on_ratio else "figure", r.get("ratio") if on_ratio else r.get("figure"),
+                                m.group(2), float(m.group(3).replace(",", ""))))
+    r["checks"] = checks
+    r["passed"] = all(c["passed"] for c in checks) if checks else None
+    if r.get("note") and not r.get("notes"):
+        r["notes"] = r["note"]
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -129,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for r in got:
             r.setdefault("module", name)
+            normalise(r)
         rows.extend(got)
         console.print(f"  done in {time.monotonic() - start:.0f} s")
     if rows:

@@ -5,6 +5,7 @@ Rows: {"name", "figure", "unit", "baseline"}. Run alone: python -m bench.integri
 
 from __future__ import annotations
 
+from bench.result import check, row
 import argparse
 import hashlib
 import os
@@ -88,23 +89,24 @@ def run(args: Any = None) -> list[dict[str, Any]]:
                                             f"{store.__name__}:AppendOnlySQLiteRecorder", commands // 5))
             sealed_rates.append(command_rate(f"sqlite:///{tmp}/sealed{r}.db", tmp_path, None, commands // 5))
         plain, sealed = statistics.median(plain_rates), statistics.median(sealed_rates)
-        rows.append({"name": "integrity: audited writes with sealing (SQLite, 2 events/tx)", "figure": round(sealed),
-                     "unit": "tx/s", "baseline": round(plain),
-                     "note": f"without sealing {plain:.0f} tx/s; cost {100 * (1 - sealed / plain):.1f}% (target <= 10%)"})
+        rows.append(row("integrity", "integrity: audited writes with sealing (SQLite, 2 events/tx)", round(sealed), "tx/s",
+                        baseline="the same writes without sealing", baseline_figure=round(plain),
+                        checks=[check("ratio", sealed / plain, ">=", 0.9)],
+                        notes=f"sealing costs {100 * (1 - sealed / plain):.1f}% of the write rate (target <= 10%)"))
         # a big log for verification and proofs
         svc = _services(f"sqlite:///{tmp}/big.db", tmp_path / "keys")
         try:
             started = time.perf_counter()
             _fill(svc.app.recorder, leaves, 5000)
             fill = time.perf_counter() - started
-            rows.append({"name": f"integrity: seal {leaves:,} events in bulk (5000/tx)", "figure": round(leaves / fill),
-                         "unit": "events/s", "baseline": None})
+            rows.append(row("integrity", f"integrity: seal {leaves:,} events in bulk (5000/tx)", round(leaves / fill),
+                            "events/s"))
             svc.integrity.sign_head()
             report = svc.integrity.verify()
             assert report.ok, report.findings
-            rows.append({"name": f"integrity: verify {leaves:,} events (SQLite)", "figure": round(report.rate),
-                         "unit": "events/s", "baseline": 200_000,
-                         "note": f"SHA-256 of 300-byte messages in the same run: {sha256_rate():,.0f}/s"})
+            rows.append(row("integrity", f"integrity: verify {leaves:,} events (SQLite)", round(report.rate), "events/s",
+                            baseline="SHA-256 of 300-byte messages, same run", baseline_figure=round(sha256_rate()),
+                            checks=[check("events/s", report.rate, ">=", 200_000)]))
             integrity = svc.integrity
             size = integrity.log.tree_size()
             import random
@@ -116,16 +118,18 @@ def run(args: Any = None) -> list[dict[str, Any]]:
                 t0 = time.perf_counter()
                 integrity.inclusion_proof(index, size)
                 times.append(time.perf_counter() - t0)
-            rows.append({"name": f"integrity: inclusion proof p99 at {size:,} leaves", "figure": round(1000 * _p99(times), 3),
-                         "unit": "ms", "baseline": 5.0, "note": f"median {1000 * statistics.median(times):.3f} ms"})
+            p99 = 1000 * _p99(times)
+            rows.append(row("integrity", f"integrity: inclusion proof p99 at {size:,} leaves", round(p99, 3), "ms",
+                            p50_ms=1000 * statistics.median(times), p99_ms=p99, checks=[check("p99", p99, "<=", 5, " ms")]))
             times = []
             for _ in range(2000):
                 first = rnd.randrange(1, size)
                 t0 = time.perf_counter()
                 integrity.consistency_proof(first, size)
                 times.append(time.perf_counter() - t0)
-            rows.append({"name": f"integrity: consistency proof p99 at {size:,} leaves", "figure": round(1000 * _p99(times), 3),
-                         "unit": "ms", "baseline": 5.0, "note": f"median {1000 * statistics.median(times):.3f} ms"})
+            p99 = 1000 * _p99(times)
+            rows.append(row("integrity", f"integrity: consistency proof p99 at {size:,} leaves", round(p99, 3), "ms",
+                            p50_ms=1000 * statistics.median(times), p99_ms=p99, checks=[check("p99", p99, "<=", 5, " ms")]))
         finally:
             svc.close()
     return rows
