@@ -47,7 +47,20 @@ class _PgCursor:
         return self._cur.rowcount
 
 
-class SQLiteReadModels:
+class _Tracking:
+    """The projection positions, the same SQL on both stores (``?`` becomes ``%s`` on PostgreSQL)."""
+
+    def ensure_tracking(self, name: str) -> None:
+        with self.transaction() as cur:  # type: ignore[attr-defined]
+            cur.execute("INSERT INTO projection_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
+
+    def advance(self, cursor, name: str, old: int, new: int) -> bool:
+        """Compare-and-set: False when another worker moved the position first."""
+        cursor.execute("UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?", (new, name, old))
+        return cursor.rowcount == 1
+
+
+class SQLiteReadModels(_Tracking):
     dialect = "sqlite"
 
     def __init__(self, path: str):
@@ -100,14 +113,6 @@ class SQLiteReadModels:
         row = self._connection().execute("SELECT position FROM projection_tracking WHERE name = ?", (name,)).fetchone()
         return row[0] if row else 0
 
-    def ensure_tracking(self, name: str) -> None:
-        with self.transaction() as cur:
-            cur.execute("INSERT INTO projection_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
-
-    def advance(self, cursor, name: str, old: int, new: int) -> bool:
-        cursor.execute("UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?", (new, name, old))
-        return cursor.rowcount == 1
-
     def close(self) -> None:
         for conn in self._all:
             try:
@@ -117,7 +122,7 @@ class SQLiteReadModels:
         self._all.clear()
 
 
-class PostgresReadModels:
+class PostgresReadModels(_Tracking):
     dialect = "postgres"
 
     def __init__(self, url: str, pool_size: int = 4):
@@ -152,14 +157,6 @@ class PostgresReadModels:
     def position(self, name: str) -> int:
         rows = self.query("SELECT position FROM projection_tracking WHERE name = ?", (name,))
         return rows[0]["position"] if rows else 0
-
-    def ensure_tracking(self, name: str) -> None:
-        with self.transaction() as cur:
-            cur.execute("INSERT INTO projection_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
-
-    def advance(self, cursor, name: str, old: int, new: int) -> bool:
-        cursor.execute("UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?", (new, name, old))
-        return cursor.rowcount == 1
 
     def close(self) -> None:
         self.pool.close()
