@@ -11,6 +11,7 @@ from application.registry import all_projections
 from application.trial import TrialApplication
 from domain.safety import ReportingRules
 from infrastructure import store
+from infrastructure.export_jobs import ExportJobs
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.merkle_store import MerkleLog, attach_head_signer
 from infrastructure.readmodels import open_read_models
@@ -27,6 +28,7 @@ class Services:
     tokens: TokenService
     projections: ProjectionEngine
     integrity: IntegrityService | None = None
+    exports: ExportJobs | None = None
 
     def close(self) -> None:
         self.projections.stop()
@@ -99,6 +101,7 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
     return Services(
         settings=settings, app=app, tokens=TokenService(_token_key(settings), settings.token_ttl_seconds), projections=engine,
         integrity=_integrity(settings, app),
+        exports=ExportJobs(settings.data_dir / "exports"),
     )
 
 

@@ -395,6 +395,35 @@ class AuditEvent(BaseModel):
     changes: list[Change]
 
 
+class AuditExportRequest(BaseModel):
+    """What to export: the filters of GET /audit/events, and the format."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    format: Literal["csv", "jsonl"] = "csv"
+    participant: str | None = Field(default=None, max_length=200)
+    site: str | None = Field(default=None, max_length=200)
+    user: str | None = Field(default=None, max_length=200)
+    item: str | None = Field(default=None, max_length=200)
+    from_: dt.datetime | None = Field(default=None, alias="from")
+    to: dt.datetime | None = None
+    type: str | None = Field(default=None, max_length=500)
+    aggregate_type: str | None = Field(default=None, max_length=200)
+    include_retrievals: bool = False
+    order: Literal["asc", "desc"] = "asc"
+
+
+class AuditExportJob(BaseModel):
+    id: str
+    kind: str
+    filename: str
+    state: Literal["running", "done", "failed"]
+    bytes: int
+    sha256: str | None = Field(description="SHA-256 of the finished file, for a certified copy")
+    created_at: str
+    finished_at: str | None
+    error: str | None
+
+
 class AuditPage(BaseModel):
     events: list[AuditEvent]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")

@@ -10,11 +10,21 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from api.deps import ActorDep, ServicesDep
 from api.responses import json_response
-from api.schemas import PROBLEMS, AuditPage, AuditReport, AuditItemHistory, ReportSignOff, ReportSignOffResult
+from api.schemas import (
+    PROBLEMS,
+    AuditExportJob,
+    AuditExportRequest,
+    AuditItemHistory,
+    AuditPage,
+    AuditReport,
+    ReportSignOff,
+    ReportSignOffResult,
+)
+from domain.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses={k: PROBLEMS[k] for k in (401, 403, 404, 422)})
 
@@ -61,6 +71,47 @@ def events(
         body, media_type=MEDIA[format],
         headers={"Content-Disposition": f'attachment; filename="audit-trail-{stamp}.{format}"'},
     )
+
+
+@router.post("/exports", status_code=202, response_model=AuditExportJob)
+def start_export(body: AuditExportRequest, actor: ActorDep, svc: ServicesDep):
+    """Export the filtered trail as a background job (R15): 202 at once, then poll the job and download the
+    file. Access is checked and the export recorded on the trail before the job starts (R11)."""
+    filters = body.model_dump(exclude={"format"})
+    chunks = svc.app.export_audit_events(actor, format=body.format, **filters)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    job = svc.exports.start(actor.user_id, "audit-trail", f"audit-trail-{stamp}.{body.format}", chunks)
+    return json_response(_public(job), 202)
+
+
+def _job_of(svc, actor, job_id: str) -> dict:
+    try:
+        job = svc.exports.status(job_id)
+    except KeyError:
+        raise NotFound(f"no export job {job_id}") from None
+    if job["owner"] != actor.user_id:  # an export holds what its owner may see: nobody else's to fetch
+        raise NotFound(f"no export job {job_id}")
+    return job
+
+
+def _public(job: dict) -> dict:
+    return {k: v for k, v in job.items() if k != "owner"}
+
+
+@router.get("/exports/{job_id}", response_model=AuditExportJob, responses={404: PROBLEMS[404]})
+def export_status(job_id: str, actor: ActorDep, svc: ServicesDep):
+    return json_response(_public(_job_of(svc, actor, job_id)))
+
+
+@router.get("/exports/{job_id}/file", responses={404: PROBLEMS[404], 409: PROBLEMS[409],
+            200: {"content": {MEDIA["csv"]: {}, MEDIA["jsonl"]: {}}, "description": "The exported trail"}})
+def export_file(job_id: str, actor: ActorDep, svc: ServicesDep):
+    job = _job_of(svc, actor, job_id)
+    if job["state"] != "done":
+        raise Conflict(f"export job {job_id} is {job['state']}" + (f": {job['error']}" if job.get("error") else ""))
+    fmt = job["filename"].rsplit(".", 1)[-1]
+    return FileResponse(svc.exports.data_path(job_id), media_type=MEDIA[fmt], filename=job["filename"],
+                        headers={"X-Content-SHA256": job["sha256"]})
 
 
 @router.get("/items/{participant_id}/{item}", response_model=AuditItemHistory)
