@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
+from uuid import UUID
 
 from eventsourcing.persistence import (
     ConnectionPoolClosedError,
@@ -142,6 +143,19 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE refused'); END",
         ]
 
+    def originators_with_events(self, originator_ids: Sequence[Any]) -> set[Any]:
+        """Which of these aggregates have any stored event: one indexed read for several ids."""
+        if not originator_ids:
+            return set()
+        keys = {(i.hex if isinstance(i, UUID) else str(i)): i for i in originator_ids}
+        statement = (
+            f"SELECT DISTINCT originator_id FROM {self.events_table_name} "
+            f"WHERE originator_id IN ({','.join('?' * len(keys))})"
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, list(keys))
+            return {keys[row["originator_id"]] for row in curs.fetchall()}
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if self.datastore.pool.is_sqlite_memory_mode:
             with self.datastore.transaction(commit=True) as curs:
@@ -240,6 +254,18 @@ class AppendOnlyPostgresRecorder(PostgresApplicationRecorder):
                 function=function,
             ),
         ]
+
+    def originators_with_events(self, originator_ids: Sequence[Any]) -> set[Any]:
+        """Which of these aggregates have any stored event: one round trip for several ids."""
+        if not originator_ids:
+            return set()
+        keys = {str(i): i for i in originator_ids}
+        statement = SQL("SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, (list(originator_ids),))
+            return {keys[str(row["originator_id"])] for row in curs.fetchall()}
 
     def _fetch_ids_after_insert_events(self, curs, stored_events, **kwargs):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
