@@ -44,6 +44,13 @@ class StoreConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------- SQLite
+class _LifoDeque(deque):
+    """The pool's deque, taken from the end connections are returned to."""
+
+    def popleft(self) -> Any:  # the library's pool takes connections with popleft()
+        return self.pop()
+
+
 class DurableSQLiteConnectionPool(SQLiteConnectionPool):
     """Every connection uses synchronous=FULL: an acknowledged commit survives power loss.
 
@@ -51,6 +58,14 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
     a writer waits for the write lock (and its fsync). WAL lets readers run beside the writer, so
     here readers take a connection directly and only writers queue, on the writer lock.
     """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # In WAL mode a connection discards its whole page cache at the start of a read when another
+        # connection has committed since its last one. The library hands out the connection idle the
+        # longest (the coldest); this pool hands out the one returned last, whose cache is the warmest
+        # (the participant read and the lock lookups of a command then usually share one).
+        self._pool = _LifoDeque(self._pool)
 
     def get_connection(self, timeout: float | None = None, is_writer: bool | None = None):
         if self.is_sqlite_memory_mode:

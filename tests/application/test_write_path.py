@@ -53,3 +53,19 @@ def test_a_lock_committed_by_another_process_refuses_the_next_correction(service
     finally:
         other.close()
     assert app.get_participant(inv, pid)["birth_year"] == 1972
+
+
+def test_the_sqlite_pool_hands_out_the_connection_returned_last(sqlite_url, make_settings):
+    """Its page cache is the warmest (WAL mode discards a connection's cache after others commit)."""
+    svc = build(make_settings(sqlite_url), create_tables=True, follow=False)
+    try:
+        pool = svc.app.recorder.datastore.pool
+        a = pool.get_connection(is_writer=False)
+        b = pool.get_connection(is_writer=False)
+        pool.put_connection(a)
+        pool.put_connection(b)
+        c = pool.get_connection(is_writer=False)
+        assert c is b
+        pool.put_connection(c)
+    finally:
+        svc.close()
