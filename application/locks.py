@@ -78,13 +78,18 @@ class LockCommands:
                 signing.add(pid)
         if not touched and not signing:
             return []
-        study = self._study_lock()
+        saving = {str(a.participant_id): a for a in aggregates if isinstance(a, Casebook)}
+        pids = set(touched) | signing
+        # One indexed read tells which of the study lock and the casebooks exist (usually none).
+        study_id = StudyLock.id_for()
+        casebook_ids = {pid: Casebook.id_for(pid) for pid in pids if pid not in saving}
+        found = self._existing_many([study_id, *casebook_ids.values()])
+        study = found[study_id]
         if study is not None and study.lock is not None:
             raise Locked(locked_message(study.lock_label(), study.lock, "data entry, change or signature"))
         extra = []
-        saving = {str(a.participant_id): a for a in aggregates if isinstance(a, Casebook)}
-        for pid in set(touched) | signing:
-            casebook = saving.get(pid) or self._casebook(pid)
+        for pid in pids:
+            casebook = saving.get(pid) or found[casebook_ids[pid]]
             if casebook is None:
                 continue
             if casebook.lock is not None:
@@ -111,6 +116,22 @@ class LockCommands:
             return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
+
+    def _existing_many(self: Any, aggregate_ids: Sequence[Any]) -> dict[Any, Any]:
+        """Each aggregate or None, asking the store once which of them exist at all."""
+        probe = getattr(self.recorder, "originators_with_events", None)
+        if probe is None:
+            return {i: self._existing(i) for i in aggregate_ids}
+        present = probe(aggregate_ids)
+        found: dict[Any, Any] = {}
+        for aggregate_id in aggregate_ids:
+            found[aggregate_id] = None
+            if aggregate_id in present:
+                try:
+                    found[aggregate_id] = self.repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    pass
+        return found
 
     def _refuse_if_locked(self: Any, participant_id: str, what: str, visit: Visit | None = None) -> None:
         """Check every lock over a record before asking for a password (the save checks them again)."""

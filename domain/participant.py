@@ -203,6 +203,25 @@ class Participant(AuditedAggregate):
         self.randomised_on: dt.datetime | None = None
         self.withdrawal_reason: str | None = None
 
+    #: Attributes that hold a mutable value: copied by ``__deepcopy__``, every other one is immutable.
+    _MUTABLE = ("inclusion", "exclusion")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Participant":
+        """The copy the repository makes of the cached participant for every command, without the
+        generic deepcopy's walk: every attribute is immutable (str, int, bool, None, datetime, UUID)
+        except the answer dicts (of bools, copied) and the pending events (a new list of frozen events),
+        so a command that fails never leaves its changes in the cache (tests/unit/test_domain_participant.py)."""
+        clone = object.__new__(type(self))
+        state = self.__dict__.copy()
+        for name in self._MUTABLE:
+            value = state.get(name)
+            if value is not None:
+                state[name] = dict(value)
+        state["_pending_events"] = list(state["_pending_events"])
+        clone.__dict__.update(state)
+        memo[id(self)] = clone
+        return clone
+
     # ----------------------------------------------------------------- derived state
     @property
     def status(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 TRIAL_ID = "NCT05214014"
@@ -40,8 +41,9 @@ SITE_BOUND_ROLES = frozenset({"investigator", "coordinator", "monitor"})
 ALL_SITES = "*"
 
 
+@lru_cache(maxsize=65536)
 def trial_uuid(*parts: str) -> UUID:
-    """A stable id inside this trial's namespace."""
+    """A stable id inside this trial's namespace (pure, so cached: ids are looked up on every save)."""
     return uuid5(NAMESPACE_URL, "/".join(("trialaudit", TRIAL_ID, *parts)))
 
 

@@ -8,7 +8,7 @@ import pytest
 from domain.audit import Actor, make_stamp, validate_reason
 from domain.errors import Conflict, InvalidInput
 from domain.participant import Participant
-from domain.trial import EXCLUSION_CODES, INCLUSION_CODES, assess_eligibility
+from domain.trial import ARMS, EXCLUSION_CODES, INCLUSION_CODES, assess_eligibility
 
 INV = Actor("u-1", "inv", "Dr A. Investigator", "investigator", "MINSK")
 TODAY = dt.date(2026, 11, 26)
@@ -150,3 +150,30 @@ def test_withdrawal_is_final_for_new_data_but_corrections_remain_possible():
         p.record_consent("ICF v1", "2026-01-01", make_stamp(INV), TODAY)
     p.correct("sex", "M", make_stamp(INV, reason="transcription error on screening form", reason_required=True), TODAY)
     assert p.sex == "M"
+
+
+def test_the_copy_for_a_command_shares_nothing_mutable_with_the_cached_participant():
+    """Participant.__deepcopy__ (the repository copies the cached aggregate for every command): a
+    command's changes, saved or not, never reach the cached copy, and every attribute is either
+    immutable or copied, so a new mutable attribute cannot slip in unnoticed."""
+    import copy
+
+    p = screened()
+    p.assess_eligibility(ALL_IN, NONE_EX, make_stamp(INV))
+    p.record_consent("ICF v1", "2026-01-01", make_stamp(INV), TODAY)
+    p.randomise(ARMS[0], 1, "MINSK", "rule", make_stamp(INV))
+    p.collect_events()
+    immutable = (str, int, bool, type(None), dt.datetime, uuid.UUID)
+    for name, value in vars(p).items():
+        assert isinstance(value, immutable) or name in (*Participant._MUTABLE, "_pending_events"), name
+    before = copy.deepcopy(vars(p))
+    clone = copy.deepcopy(p)
+    assert type(clone) is Participant and vars(clone) == vars(p)
+    for name in (*Participant._MUTABLE, "_pending_events"):
+        assert getattr(clone, name) is not getattr(p, name)
+    clone.correct("birth_year", 1971, make_stamp(INV, reason="transcription error at entry"), TODAY)
+    clone.correct("eligibility.inclusion." + INCLUSION_CODES[0], False,
+                  make_stamp(INV, reason="source document re-read"), TODAY)
+    clone.inclusion[INCLUSION_CODES[1]] = False  # even an in-place change stays in the copy
+    assert len(clone.pending_events) == 2 and p.pending_events == []
+    assert vars(p) == before
