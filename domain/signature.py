@@ -116,7 +116,8 @@ class Signable:
     signatures: list[dict[str, Any]] = []
 
     def signed_content(self) -> Any:
-        raise NotImplementedError
+        """The clinical content a signature covers; every signable aggregate defines its own."""
+        raise TypeError(f"{type(self).__name__} must define signed_content() to be signable")
 
     def signing_problems(self) -> list[str]:
         """Why the record cannot be signed yet (R25: no signing of incomplete forms)."""
