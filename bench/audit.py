@@ -11,14 +11,10 @@ audit event (R11), so the figures include that write. ``run(args)`` returns rows
 from __future__ import annotations
 
 import random
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from api.container import build, setup_store
-from application.demo import generate
-from bench.projections import _settings, percentile
+from bench.projections import demo_store, percentile
 
 
 def _p99(fn, n: int) -> tuple[float, float]:
@@ -33,23 +29,15 @@ def _p99(fn, n: int) -> tuple[float, float]:
 def run(args: Any = None) -> list[dict[str, Any]]:
     participants = getattr(args, "participants", None) or 200
     queries = getattr(args, "queries", None) or 300
-    with tempfile.TemporaryDirectory(prefix="trialaudit-bench-audit-") as tmp:
-        settings = _settings(Path(tmp))
-        setup_store(settings)
-        svc = build(settings, follow=False)
-        try:
-            generate(svc.app, participants=participants, seed=2022)
-            svc.projections.catch_up()
-            app = svc.app
-            events = app.recorder.max_notification_id()
-            dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
-            ids = [r["id"] for r in app.list_participants(dm)]
-            rng = random.Random(5)
-            base99, _ = _p99(lambda: app.get_participant(dm, rng.choice(ids)), queries)
-            trail99, trail50 = _p99(lambda: app.audit_events(dm, participant=rng.choice(ids), limit=1000), queries)
-            page99, page50 = _p99(lambda: app.audit_events(dm, site="MINSK", item="mrss.*", limit=100), queries)
-        finally:
-            svc.close()
+    with demo_store(participants, "trialaudit-bench-audit-") as svc:
+        app = svc.app
+        events = app.recorder.max_notification_id()
+        dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
+        ids = [r["id"] for r in app.list_participants(dm)]
+        rng = random.Random(5)
+        base99, _ = _p99(lambda: app.get_participant(dm, rng.choice(ids)), queries)
+        trail99, trail50 = _p99(lambda: app.audit_events(dm, participant=rng.choice(ids), limit=1000), queries)
+        page99, page50 = _p99(lambda: app.audit_events(dm, site="MINSK", item="mrss.*", limit=100), queries)
     return [
         {"name": f"audit: one participant's whole trail p99 ({events:,} events; p50 {trail50:.2f} ms)",
          "figure": round(trail99, 2), "unit": "ms", "baseline": "get_participant p99 (aggregate read)",

@@ -18,6 +18,8 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,21 @@ def _settings(directory: Path) -> Settings:
         sites={"MINSK": "Europe/Minsk", "GOMEL": "Europe/Minsk"},
         argon2_memory_kib=1024, argon2_time_cost=1, argon2_parallelism=1,
     )
+
+
+@contextmanager
+def demo_store(participants: int, prefix: str = "trialaudit-bench-") -> Iterator[Any]:
+    """Services over a fresh SQLite store holding the seeded synthetic trial, read models caught up."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        settings = _settings(Path(tmp))
+        setup_store(settings)
+        svc = build(settings, follow=False)
+        try:
+            generate(svc.app, participants=participants, seed=2022)
+            svc.projections.catch_up()
+            yield svc
+        finally:
+            svc.close()
 
 
 def raw_read_rate(app: Any, page: int) -> tuple[int, float]:
