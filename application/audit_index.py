@@ -119,10 +119,15 @@ class AuditIndex(Projection):
             "CREATE TABLE IF NOT EXISTS audit_aggregates ("
             " aggregate_id TEXT PRIMARY KEY, aggregate_type TEXT NOT NULL, participant_id TEXT, site TEXT,"
             " clinical_date TEXT)",
+            # every field ever changed, for the item-prefix filter (``mrss.*``); filled from audit_changes
+            # once when an index built before this table existed is opened
+            "CREATE TABLE IF NOT EXISTS audit_fields (field TEXT PRIMARY KEY)",
+            "INSERT INTO audit_fields (field) SELECT DISTINCT field FROM audit_changes"
+            " WHERE NOT EXISTS (SELECT 1 FROM audit_fields)",
         ]
 
     def tables(self) -> list[str]:
-        return ["audit_events", "audit_changes", "audit_aggregates"]
+        return ["audit_events", "audit_changes", "audit_aggregates", "audit_fields"]
 
     # ------------------------------------------------------------------ one batch
     # What a batch learns is kept in memory until ``flush`` writes it with one executemany per table
@@ -136,6 +141,7 @@ class AuditIndex(Projection):
         self._complete: set[str] = set()  # aggregates created in this batch: all their entries are here
         self._event_rows: list[tuple] = []
         self._change_rows: list[tuple] = []
+        self._fields: set[str] = set()
 
     def _known(self, cur: ViewCursor, aggregate_id: str, *, new: bool = False) -> tuple | None:
         if aggregate_id in self._aggregates:
@@ -187,6 +193,9 @@ class AuditIndex(Projection):
                 "INSERT INTO audit_changes (position, seq, aggregate_id, aggregate_type, participant_id, site,"
                 " actor_user_id, actor_username, actor_role, field, old_value, new_value, entry_no, recorded_at,"
                 " clinical_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._change_rows)
+        if self._fields:
+            cur.executemany("INSERT INTO audit_fields (field) VALUES (?) ON CONFLICT (field) DO NOTHING",
+                            [(name,) for name in sorted(self._fields)])
         self.begin_batch()
 
     def process(self, event: Any, notification_id: int, cur: ViewCursor) -> None:
@@ -251,6 +260,7 @@ class AuditIndex(Projection):
         )
         for seq, ch in enumerate(changes):
             field = str(ch.get("field"))
+            self._fields.add(field)
             self._change_rows.append((
                 notification_id, seq, aggregate_id, aggregate_type, participant_id, site, str(actor.get("user_id")),
                 actor.get("username"), actor.get("role"), field, to_json(ch.get("old_value")),

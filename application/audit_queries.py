@@ -217,13 +217,6 @@ class AuditQueries:
         if f.resolved_user is not None:
             where.append("e.actor_user_id = ?")
             params.append(f.resolved_user)
-        if f.item:
-            if f.item.endswith("*"):  # every item under a prefix, e.g. acr_eular.*
-                where.append("e.position IN (SELECT c.position FROM audit_changes c WHERE c.field LIKE ? ESCAPE '!')")
-                params.append(_like_prefix(f.item[:-1]))
-            else:
-                where.append("e.position IN (SELECT c.position FROM audit_changes c WHERE c.field = ?)")
-                params.append(f.item)
         lo, hi = _instant(f.from_, "from"), _instant(f.to, "to")
         if lo is not None:
             where.append("e.recorded_at >= ?")
@@ -249,6 +242,8 @@ class AuditQueries:
         return where, params
 
     def _page(self, f: AuditFilter, *, order: str, after: int | None, limit: int, stop: int | None = None) -> list[dict]:
+        if f.item:
+            return self._item_page(f, order=order, after=after, limit=limit, stop=stop)
         where, params = self._where(f)
         if after is not None:
             where.append("e.position > ?" if order == "asc" else "e.position < ?")
@@ -261,6 +256,95 @@ class AuditQueries:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY e.position {'ASC' if order == 'asc' else 'DESC'} LIMIT ?"
         return self.read_models.store.query(sql, (*params, limit))
+
+    # ------------------------------------------------------------------ the item filter (R13, R15)
+    # "Every change to this item (or these items) across the trial" is answered from audit_changes,
+    # not by testing each event against every matching change: for each field the filter names, a
+    # keyset walk of the (field, position) index, with every filter audit_changes carries (participant,
+    # site, user, time, aggregate type) applied there, takes at most ``limit`` positions; the smallest
+    # ``limit`` of their union are exactly the first ``limit`` matches (each field's walk is in
+    # position order). Only the event-type filter needs the event row: when it drops candidates, the
+    # walk goes on from the last candidate. The cost grows with the page, not with the trail.
+    def _item_fields(self, item: str) -> list[str]:
+        if not item.endswith("*"):
+            return [item]
+        prefix = item[:-1]
+        rows = self.read_models.store.query("SELECT field FROM audit_fields")
+        return sorted(r["field"] for r in rows if r["field"].startswith(prefix))
+
+    def _change_filters(self, f: AuditFilter) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if f.participant is not None:
+            where.append("c.participant_id = ?")
+            params.append(str(f.participant))
+        if f.site is not None:
+            where.append("c.site = ?")
+            params.append(f.site)
+        if f.resolved_user is not None:
+            where.append("c.actor_user_id = ?")
+            params.append(f.resolved_user)
+        lo, hi = _instant(f.from_, "from"), _instant(f.to, "to")
+        if lo is not None:
+            where.append("c.recorded_at >= ?")
+            params.append(lo)
+        if hi is not None:
+            where.append("c.recorded_at < ?")
+            params.append(hi)
+        if f.aggregate_type:
+            where.append("c.aggregate_type = ?")
+            params.append(f.aggregate_type)
+        if f.admin_only:
+            where.append(f"c.aggregate_type IN ({', '.join('?' * len(ADMIN_AGGREGATES))})")
+            params.extend(ADMIN_AGGREGATES)
+        # retrievals record no changes, so the aggregate-type exclusion of _where is moot here
+        return where, params
+
+    def _item_page(self, f: AuditFilter, *, order: str, after: int | None, limit: int, stop: int | None) -> list[dict]:
+        fields = self._item_fields(f.item or "")
+        if not fields:
+            return []
+        store = self.read_models.store
+        desc = order == "desc"
+        direction = "DESC" if desc else "ASC"
+        common, common_params = self._change_filters(f)
+        if stop is not None:
+            common.append("c.position <= ?")
+            common_params.append(stop)
+        type_where = ""
+        type_params: list[Any] = []
+        if f.type:
+            type_where = f" AND e.event_type IN ({', '.join('?' * len(f.type))})"
+            type_params = list(f.type)
+        out: list[dict] = []
+        while len(out) < limit:
+            want = limit - len(out)
+            parts, params = [], []
+            for i, name in enumerate(fields):
+                where = ["c.field = ?", *common]
+                params += [name, *common_params]
+                if after is not None:
+                    where.append("c.position < ?" if desc else "c.position > ?")
+                    params.append(after)
+                parts.append(
+                    f"SELECT * FROM (SELECT c.position FROM audit_changes c WHERE {' AND '.join(where)}"
+                    f" ORDER BY c.position {direction} LIMIT ?) AS s{i}"
+                )
+                params.append(want)
+            found = {r["position"] for r in store.query(" UNION ALL ".join(parts), params)}
+            candidates = sorted(found, reverse=desc)[:want]
+            if not candidates:
+                break
+            rows = store.query(
+                f"SELECT e.* FROM audit_events e WHERE e.position IN ({', '.join('?' * len(candidates))}){type_where}"
+                f" ORDER BY e.position {direction}",
+                [*candidates, *type_params],
+            )
+            out.extend(rows)
+            if len(candidates) < want:
+                break  # every field's walk is exhausted
+            after = candidates[-1]
+        return out[:limit]
 
     def _record_access(self, actor: Actor, view: str, filters: dict[str, Any], fmt: str, rows: int) -> None:
         access_event = AuditTrailAccess.retrieved(
