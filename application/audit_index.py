@@ -114,6 +114,8 @@ class AuditIndex(Projection):
             " recorded_at TEXT NOT NULL, clinical_date TEXT, PRIMARY KEY (position, seq))",
             "CREATE INDEX IF NOT EXISTS audit_changes_field ON audit_changes (field, position)",
             "CREATE INDEX IF NOT EXISTS audit_changes_participant_field ON audit_changes (participant_id, field, position)",
+            # a site-bound reader's item filter always names the site (R19): walk that site's changes only
+            "CREATE INDEX IF NOT EXISTS audit_changes_site_field ON audit_changes (site, field, position)",
             "CREATE INDEX IF NOT EXISTS audit_changes_aggregate_field ON audit_changes (aggregate_id, field, position)",
             "CREATE INDEX IF NOT EXISTS audit_changes_recorded ON audit_changes (recorded_at)",
             "CREATE TABLE IF NOT EXISTS audit_aggregates ("

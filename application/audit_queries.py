@@ -44,6 +44,7 @@ from domain.trial import ALL_SITES
 #: what an admin may see of the trail: the user register and logins (R22), nothing clinical
 ADMIN_AGGREGATES = ("User", "LoginAttempt")
 ACCESS_AGGREGATE = "AuditTrailAccess"
+AUDIT_READ_MODELS = ("audit_index",)
 MAX_LIMIT = 1000
 EXPORT_PAGE = 500
 
@@ -166,7 +167,7 @@ class AuditQueries:
     # ------------------------------------------------------------------ scope (R19, R23)
     def _scoped(self, actor: Actor, f: AuditFilter, action: str = "audit.read") -> AuditFilter:
         access.require(actor, action)
-        self.read_models.wait_for()
+        self.read_models.wait_for(names=AUDIT_READ_MODELS)  # the trail reads the audit index only
         if actor.role == "admin":
             if f.participant is not None:
                 raise PermissionDenied("an admin sees the user-administration trail only, not participants' data")
@@ -331,16 +332,21 @@ class AuditQueries:
                     f" ORDER BY c.position {direction} LIMIT ?) AS s{i}"
                 )
                 params.append(want)
-            found = {r["position"] for r in store.query(" UNION ALL ".join(parts), params)}
-            candidates = sorted(found, reverse=desc)[:want]
+            candidates_sql = (f"SELECT DISTINCT u.position FROM ({' UNION ALL '.join(parts)}) AS u"
+                              f" ORDER BY u.position {direction} LIMIT ?")
+            params.append(want)
+            if not f.type:  # every candidate is a match: one round trip
+                return out + store.query(
+                    f"SELECT e.* FROM audit_events e WHERE e.position IN ({candidates_sql})"
+                    f" ORDER BY e.position {direction}", params)
+            candidates = [r["position"] for r in store.query(candidates_sql, params)]
             if not candidates:
                 break
-            rows = store.query(
+            out.extend(store.query(
                 f"SELECT e.* FROM audit_events e WHERE e.position IN ({', '.join('?' * len(candidates))}){type_where}"
                 f" ORDER BY e.position {direction}",
                 [*candidates, *type_params],
-            )
-            out.extend(rows)
+            ))
             if len(candidates) < want:
                 break  # every field's walk is exhausted
             after = candidates[-1]

@@ -44,6 +44,8 @@ class ReadModelStore(Protocol):
 
     def position(self, name: str) -> int: ...
 
+    def positions(self) -> dict[str, int]: ...
+
     def advance(self, cursor: ViewCursor, name: str, old: int, new: int) -> bool: ...
 
     def ensure_tracking(self, name: str) -> None: ...
@@ -108,8 +110,9 @@ class ProjectionEngine:
         for name in self.projections:
             self.store.ensure_tracking(name)
 
-    def positions(self) -> dict[str, int]:
-        return {name: self.store.position(name) for name in self.projections}
+    def positions(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        stored = self.store.positions()
+        return {name: stored.get(name, 0) for name in names or self.projections}
 
     # ------------------------------------------------------------------ following the log
     def catch_up(self, names: Sequence[str] | None = None, progress: Progress | None = None, *, blocking: bool = True) -> int:
@@ -151,16 +154,18 @@ class ProjectionEngine:
             if progress:
                 progress(end, head)
 
-    def wait_for(self, notification_id: int | None = None, timeout: float = 10.0) -> None:
-        """Return once every projection has processed ``notification_id`` (default: the log's head)."""
+    def wait_for(self, notification_id: int | None = None, timeout: float = 10.0,
+                 names: Sequence[str] | None = None) -> None:
+        """Return once every projection (or those ``names``, the ones a query reads) has processed
+        ``notification_id`` (default: the log's head)."""
         if notification_id is None:
             notification_id = self.app.recorder.max_notification_id() or 0
         deadline = time.monotonic() + timeout
         while True:
-            if min(self.positions().values(), default=notification_id) >= notification_id:
+            if min(self.positions(names).values(), default=notification_id) >= notification_id:
                 return
             if self.inline:
-                self.catch_up()
+                self.catch_up(names)
                 continue
             if time.monotonic() > deadline:
                 raise TimeoutError(

@@ -54,6 +54,10 @@ class _Tracking:
         with self.transaction() as cur:  # type: ignore[attr-defined]
             cur.execute("INSERT INTO projection_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
 
+    def positions(self) -> dict[str, int]:
+        """Every projection's position, in one query (a wait for the read models asks often)."""
+        return {r["name"]: r["position"] for r in self.query("SELECT name, position FROM projection_tracking")}  # type: ignore[attr-defined]
+
     def advance(self, cursor, name: str, old: int, new: int) -> bool:
         """Compare-and-set: False when another worker moved the position first."""
         cursor.execute("UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?", (new, name, old))
@@ -133,7 +137,9 @@ class PostgresReadModels(_Tracking):
             postgres_conninfo(url),
             min_size=1,
             max_size=max(2, pool_size),
-            kwargs={"options": f"-c search_path={schema}"},
+            # autocommit: a query is one round trip (no BEGIN/COMMIT around it); transaction() still
+            # opens a real transaction for the rows and the position together
+            kwargs={"options": f"-c search_path={schema}", "autocommit": True},
             open=True,
         )
         with self.pool.connection() as conn:
