@@ -270,8 +270,11 @@ class AuditQueries:
         if not item.endswith("*"):
             return [item]
         prefix = item[:-1]
-        rows = self.read_models.store.query("SELECT field FROM audit_fields")
-        return sorted(r["field"] for r in rows if r["field"].startswith(prefix))
+        if not prefix:
+            return [r["field"] for r in self.read_models.store.query("SELECT field FROM audit_fields ORDER BY field")]
+        rows = self.read_models.store.query(  # substr, not a range: the same answer under any collation
+            "SELECT field FROM audit_fields WHERE substr(field, 1, ?) = ?", (len(prefix), prefix))
+        return sorted(r["field"] for r in rows)
 
     def _change_filters(self, f: AuditFilter) -> tuple[list[str], list[Any]]:
         where: list[str] = []
@@ -318,8 +321,11 @@ class AuditQueries:
             type_where = f" AND e.event_type IN ({', '.join('?' * len(f.type))})"
             type_params = list(f.type)
         out: list[dict] = []
+        batch = limit
         while len(out) < limit:
-            want = limit - len(out)
+            # with a type filter, candidates may be dropped: read further ahead each time
+            want = max(limit - len(out), batch)
+            batch = min(batch * 4, 10_000)
             parts, params = [], []
             for i, name in enumerate(fields):
                 where = ["c.field = ?", *common]
@@ -342,11 +348,15 @@ class AuditQueries:
             candidates = [r["position"] for r in store.query(candidates_sql, params)]
             if not candidates:
                 break
-            out.extend(store.query(
-                f"SELECT e.* FROM audit_events e WHERE e.position IN ({', '.join('?' * len(candidates))}){type_where}"
-                f" ORDER BY e.position {direction}",
-                [*candidates, *type_params],
-            ))
+            for start in range(0, len(candidates), 500):
+                chunk = candidates[start:start + 500]
+                out.extend(store.query(
+                    f"SELECT e.* FROM audit_events e WHERE e.position IN ({', '.join('?' * len(chunk))}){type_where}"
+                    f" ORDER BY e.position {direction}",
+                    [*chunk, *type_params],
+                ))
+                if len(out) >= limit:
+                    break
             if len(candidates) < want:
                 break  # every field's walk is exhausted
             after = candidates[-1]
