@@ -8,17 +8,27 @@ Tables (append-only, like the events: UPDATE and DELETE are refused by triggers)
 - ``merkle_heads(head_id, tree_size, root_hash, timestamp_ms, signature, public_key)``: signed heads.
 
 Sealing (``_seal``) runs with the events table's write lock held (BEGIN IMMEDIATE on SQLite, the
-EXCLUSIVE table lock on PostgreSQL), so tree sizes never race. It reads one row (the last leaf) and,
-when that matches its cached frontier, nothing else; then it inserts the new leaves and the nodes
-they complete: O(1) amortised per event. When a head signer is attached and the last head is older
-than ``head_interval_seconds``, it also signs and stores a head in the same transaction.
+EXCLUSIVE table lock on PostgreSQL), so tree sizes never race, and on SQLite once per group-committed
+batch. The recorder keeps the tree's right edge (frontier) in memory and checks it against the
+stored log in the same transaction by one indexed read of the last leaf (tree size and hash): if
+another process appended meanwhile, the frontier is reloaded (O(log n) rows); a rolled-back
+transaction drops it. Then it inserts the new leaves and the nodes they complete: O(1) amortised
+per event. When a head signer is attached and the last head is older than
+``head_interval_seconds``, it also signs and stores a head in the same transaction.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import struct
+import subprocess
+import sys
 import threading
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -28,24 +38,28 @@ from psycopg.sql import SQL, Identifier
 
 from application import merkle as M
 from application.integrity import Leaf, SignedHead, now_ms
+from infrastructure import leaf_hasher
+from infrastructure.leaf_hasher import frame_row, leaf_hashes, originator_bytes
 from infrastructure.store import AppendOnlyPostgresRecorder, AppendOnlySQLiteRecorder
 
+__all__ = ["MerkleLog", "MerkleSQLiteRecorder", "MerklePostgresRecorder", "attach_head_signer", "frame", "originator_bytes"]
+
 LEAVES, NODES, HEADS = "merkle_leaves", "merkle_nodes", "merkle_heads"
-_FRAME_HEAD = struct.Struct(">16sQI")  # as application.merkle.frame_event
-
-
-def originator_bytes(originator_id: Any) -> bytes:
-    """The 16 bytes of an originator id as stored (a UUID; SQLite keeps it as 32 hex digits)."""
-    if isinstance(originator_id, UUID):
-        return originator_id.bytes
-    text = str(originator_id)
-    if len(text) == 32:
-        return bytes.fromhex(text)
-    return UUID(text).bytes
+_first = itemgetter(0)
+log = logging.getLogger(__name__)
 
 
 def frame(originator_id: Any, version: int, topic: str, state: bytes) -> bytes:
     return M.frame_event(originator_bytes(originator_id), version, topic, state)
+
+
+_LEAF_HEAD = struct.Struct(">c16sQI").pack  # 0x00 || the frame's header
+_sha256 = hashlib.sha256
+
+
+def _leaf_hash(originator: bytes, version: int, topic: bytes, state: bytes) -> bytes:
+    """M.leaf_hash(frame(...)) without the intermediate frame (the sealing hot path)."""
+    return _sha256(_LEAF_HEAD(b"\x00", originator, version, len(topic)) + topic + state).digest()
 
 
 class _Sql:
@@ -95,33 +109,48 @@ class _Sealing:
     merkle_sql: _Sql
 
     def _init_sealing(self) -> None:
+        # The right edge of the tree as this recorder last wrote it: (frontier, hash of the last leaf).
+        # Only a hint: every seal checks it against the stored log inside the write transaction.
         self._frontier_cache: tuple[M.Frontier, bytes | None] | None = None
         self._last_head_ms: int | None = None
         self._seal_lock = threading.Lock()
+        self._topic_bytes: dict[str, bytes] = {}
 
     def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
+        """Append these stored events (all the events of a transaction, or of a group-committed
+        batch) to the log: their leaves, the nodes they complete, maybe a signed head.
+
+        The cached frontier is checked against the stored log in this transaction, under the write
+        lock, by one indexed read of the last leaf (tree size and hash). When another process (or a
+        rolled-back transaction) made it stale, the frontier is reloaded from the stored nodes.
+        """
         if not stored_events:
             return
         if len(notification_ids) != len(stored_events):
             raise ProgrammingError("cannot seal events without their notification ids")
+        pairs = zip(notification_ids, stored_events)
+        if any(a >= b for a, b in zip(notification_ids, notification_ids[1:])):
+            pairs = iter(sorted(pairs, key=_first))
+        leaf_rows = []
+        topics = self._topic_bytes
         sql = self.merkle_sql
         curs.execute(sql.last_leaf)
         row = curs.fetchone()
-        size = row["leaf_index"] + 1 if row else 0
-        last = bytes(row["leaf_hash"]) if row else None
+        size, last = (row["leaf_index"] + 1, bytes(row["leaf_hash"])) if row else (0, None)
         with self._seal_lock:
             cached = self._frontier_cache
-        if cached is not None and cached[0].size == size and cached[1] == last:
-            frontier = cached[0].copy()
-        else:
-            frontier = self._load_frontier(curs, size)
-        leaf_rows, node_rows = [], []
-        for nid, event in sorted(zip(notification_ids, stored_events), key=lambda pair: pair[0]):
-            index = frontier.size
-            h = M.leaf_hash(frame(event.originator_id, event.originator_version, event.topic, event.state))
+        if cached is None or cached[0].size != size or cached[1] != last:
+            cached = (self._load_frontier(curs, size), last)  # first seal, or another process appended
+        index = size
+        for nid, event in pairs:
+            t = topics.get(event.topic)
+            if t is None:
+                t = topics[event.topic] = event.topic.encode("utf-8")
+            h = _leaf_hash(originator_bytes(event.originator_id), event.originator_version, t, event.state)
             leaf_rows.append((index, nid, h))
-            for level, node in frontier.append(h):
-                node_rows.append((M.post_order_position(level, index >> level), node))
+            index += 1
+        frontier = cached[0].copy()
+        node_rows = frontier.extend([r[2] for r in leaf_rows])
         curs.executemany(sql.insert_leaves, leaf_rows)
         if node_rows:
             curs.executemany(sql.insert_nodes, node_rows)
@@ -130,7 +159,7 @@ class _Sealing:
             self._frontier_cache = (frontier, leaf_rows[-1][2])
 
     def _seal_rolled_back(self) -> None:
-        """Sealed rows were rolled back (group commit savepoint): drop what was cached from them."""
+        """Sealed rows were rolled back (or may have been): forget what was cached from them."""
         with self._seal_lock:
             self._frontier_cache = None
         self._last_head_ms = None
@@ -322,24 +351,87 @@ class MerkleLog:
             head_id = curs.fetchone()["head_id"] if self.sql.pg else curs.lastrowid
         return SignedHead(*params, head_id=head_id)
 
-    def scan_events(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes]]:
+    def _event_rows(self, after_notification_id: int, limit: int) -> list[tuple]:
+        """(notification id, originator id, version, topic, state), as leaf_hasher.leaf_hashes takes them."""
         sql, p = self.sql, self.sql.p
-        rows = self._tuples(
-            f"SELECT {sql.nid}, originator_id, originator_version, topic, state FROM {sql.events} "
-            f"WHERE {sql.nid} > {p} ORDER BY {sql.nid} LIMIT {p}",
+        if not sql.pg:
+            return self._tuples(leaf_hasher.sqlite_events_statement(sql.events), (after_notification_id, limit))
+        return self._tuples(
+            f"SELECT notification_id, originator_id, originator_version, convert_to(topic, 'UTF8'), state "
+            f"FROM {sql.events} WHERE notification_id > {p} ORDER BY notification_id LIMIT {p}",
             (after_notification_id, limit),
         )
-        head = _FRAME_HEAD.pack
-        topics = self._topics
-        out = []
-        append = out.append
-        for nid, oid, version, topic, state in rows:
-            t = topics.get(topic)
-            if t is None:
-                t = topics[topic] = topic.encode("utf-8")
-            oid_bytes = oid.bytes if sql.pg else bytes.fromhex(oid) if len(oid) == 32 else originator_bytes(oid)
-            append((nid, head(oid_bytes, version, len(t)) + t + state))
-        return out
+
+    def scan_events(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes | None]]:
+        return [(row[0], frame_row(*row[1:])) for row in self._event_rows(after_notification_id, limit)]
+
+    #: Recompute leaves in a helper process (leaf_hasher.py, on another core) when at least this
+    #: many events are left to check (None: never). Smaller logs are done before it would start.
+    helper_min_events: int | None = 100_000
+
+    def leaf_hash_pages(self, after_notification_id: int, page: int) -> Iterator[tuple[array, bytes | None]]:
+        pages = self._local_pages
+        if self._use_helper(after_notification_id):
+            pages = self._helper_pages
+        return pages(after_notification_id, page)
+
+    def _use_helper(self, after_notification_id: int) -> bool:
+        if self.sql.pg or self.helper_min_events is None or (os.cpu_count() or 1) < 2:
+            return False
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return False
+        rows = self._tuples(f"SELECT MAX(rowid) FROM {self.sql.events}")
+        return (rows[0][0] or 0) - after_notification_id >= self.helper_min_events
+
+    def _local_pages(self, after: int, page: int) -> Iterator[tuple[array, bytes | None]]:
+        uuid_ids = self.sql.pg
+        while True:
+            rows = self._event_rows(after, page)
+            hashes = leaf_hashes(rows, uuid_ids=uuid_ids)
+            nids = array("q", map(_first, rows))
+            yield nids, (None if None in hashes else b"".join(hashes))  # type: ignore[arg-type]
+            if len(rows) < page:
+                return
+            after = nids[-1]
+
+    def _helper_pages(self, after: int, page: int) -> Iterator[tuple[array, bytes | None]]:
+        """leaf_hasher.py in its own process over its own read-only connection; the same pages as
+        _local_pages. Should it fail, the pages go on in this process from where it stopped."""
+        command = [sys.executable, "-I", "-S", leaf_hasher.__file__, self.datastore.pool.db_name,
+                   self.sql.events, str(after), str(page)]
+        try:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as e:
+            log.warning("cannot start the leaf hasher process (%s); recomputing leaves in-process", e)
+            yield from self._local_pages(after, page)
+            return
+        out = proc.stdout
+        head_size = leaf_hasher.PAGE_HEAD.size
+        try:
+            while True:
+                head = out.read(head_size)
+                if len(head) < head_size:
+                    break
+                n, flags = leaf_hasher.PAGE_HEAD.unpack(head)
+                body = out.read(40 * n)
+                if len(body) < 40 * n:
+                    break
+                nids = array("q")
+                nids.frombytes(body[: 8 * n])
+                yield nids, (None if flags & leaf_hasher.BAD_ROWS else body[8 * n :])
+                if n < page:
+                    return
+                after = nids[-1]
+            proc.wait(timeout=10)
+            log.warning("the leaf hasher process stopped early (exit status %s): %s; going on in-process",
+                        proc.returncode, proc.stderr.read().decode(errors="replace")[-2000:])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            out.close()
+            proc.stderr.close()
+        yield from self._local_pages(after, page)
 
     def scan_leaves(self, after_leaf_index: int, limit: int) -> list[tuple[int, int, bytes]]:
         sql, p = self.sql, self.sql.p
@@ -347,6 +439,14 @@ class MerkleLog:
             f"SELECT leaf_index, notification_id, leaf_hash FROM {sql.leaves} WHERE leaf_index > {p} "
             f"ORDER BY leaf_index LIMIT {p}",
             (after_leaf_index, limit),
+        )
+
+    def leaf_range(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        sql, p = self.sql, self.sql.p
+        return self._tuples(
+            f"SELECT notification_id, leaf_hash FROM {sql.leaves} WHERE leaf_index >= {p} AND leaf_index < {p} "
+            f"ORDER BY leaf_index",
+            (start, start + limit),
         )
 
     def scan_nodes(self, after_node_id: int, limit: int) -> list[tuple[int, bytes]]:

@@ -23,12 +23,15 @@ from eventsourcing.persistence import (
     ConnectionUnavailableError,
     DatabaseError,
     IntegrityError,
+    InterfaceError,
     OperationalError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteApplicationRecorder,
+    SQLiteConnection,
     SQLiteConnectionPool,
     SQLiteFactory,
 )
@@ -95,11 +98,33 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return conn
 
     def _create_connection(self):
-        conn = super()._create_connection()
+        conn = self._connect()
         if not self.is_sqlite_memory_mode:
             conn._sqlite_conn.execute("PRAGMA synchronous=FULL")
         conn._sqlite_conn.execute("PRAGMA busy_timeout=10000")
         return conn
+
+
+    #: Prepared statements kept per connection. The library connects with ``cached_statements=True``,
+    #: which is a cache of ONE statement: every command then re-compiled each of its statements
+    #: (BEGIN, SAVEPOINT, INSERT, RELEASE, the Merkle log's) on every call, 5-25 us apiece.
+    STATEMENT_CACHE = 256
+
+    def _connect(self) -> SQLiteConnection:
+        """As the library's _create_connection, with a statement cache."""
+        try:
+            c = sqlite3.connect(database=self.db_name, uri=True, check_same_thread=False, isolation_level=None,
+                                cached_statements=self.STATEMENT_CACHE, timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
+        except (sqlite3.Error, TypeError) as e:
+            raise InterfaceError(e) from e
+        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:
+            mode = c.execute("PRAGMA journal_mode;").fetchone()[0]
+            if mode.lower() != "wal":
+                c.execute("PRAGMA journal_mode=WAL;")
+                self.journal_mode_was_changed_to_wal = True
+            self.is_journal_mode_wal = True
+        c.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=c, max_age=self.max_age)
 
 
 class DurableSQLiteFactory(SQLiteFactory):
@@ -136,8 +161,10 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
     With synchronous=FULL every COMMIT waits for an fsync (about 1 ms on the machines here), which
     caps one-transaction-per-command at the disk's sync rate. Commands that arrive while a commit
     is in flight are queued; the next leader writes all of them in ONE transaction, each inside its
-    own SAVEPOINT, so a conflict in one command rolls back only that command. Every caller returns
-    only after the COMMIT that contains its events is durable, so no acknowledged write is lost.
+    own SAVEPOINT, so a conflict in one command rolls back only that command. The events the batch
+    keeps are then sealed together (``_seal``, once per transaction). Every caller returns only after
+    the COMMIT that contains its events is durable, so no acknowledged write is lost; if the
+    transaction fails as a whole, every command of the batch gets the error.
     """
 
     def __init__(self, datastore, events_table_name: str = "stored_events"):
@@ -173,10 +200,14 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if self.datastore.pool.is_sqlite_memory_mode:
-            with self.datastore.transaction(commit=True) as curs:
-                ids = self._insert_events(curs, stored_events, **kwargs)
-                self._seal(curs, stored_events, ids or [])
-                return ids
+            try:
+                with self.datastore.transaction(commit=True) as curs:
+                    ids = self._insert_events(curs, stored_events, **kwargs)
+                    self._seal(curs, stored_events, ids or [])
+                    return ids
+            except BaseException:
+                self._seal_rolled_back()
+                raise
         pending = _PendingWrite(stored_events, kwargs)
         with self._queue_lock:
             self._queue.append(pending)
@@ -197,19 +228,23 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
                 curs = conn.cursor()
                 try:
                     curs.execute("BEGIN IMMEDIATE")
+                    stored: list[StoredEvent] = []
+                    stored_ids: list[int] = []
                     for pending in batch:
                         curs.execute("SAVEPOINT command")
                         try:
                             ids = self._insert_events(curs, pending.stored_events, **pending.kwargs)
-                            self._seal(curs, pending.stored_events, ids or [])
                         except sqlite3.Error as e:
                             curs.execute("ROLLBACK TO command")
                             curs.execute("RELEASE command")
-                            self._seal_rolled_back()
                             pending.error = _persistence_error(e)
                         else:
                             curs.execute("RELEASE command")
                             pending.result = ids
+                            stored += pending.stored_events
+                            stored_ids += ids or []
+                    # the events the batch keeps, sealed together: one pass over the tree, one INSERT each
+                    self._seal(curs, stored, stored_ids)
                     sqlite_conn.commit()
                 except BaseException:
                     try:
@@ -238,6 +273,14 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+class _SealFailed(BaseException):
+    """Carries an error of ``_seal`` out of the library's ``except Exception`` (see below)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
+
+
 class AppendOnlyPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -284,11 +327,30 @@ class AppendOnlyPostgresRecorder(PostgresApplicationRecorder):
 
     def _fetch_ids_after_insert_events(self, curs, stored_events, **kwargs):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        self._seal(curs, stored_events, ids or [])
+        try:
+            self._seal(curs, stored_events, ids or [])
+        except Exception as e:
+            # The library catches Exception here, leaves its transaction block normally (so COMMITs
+            # the events, unsealed or half sealed) and only then re-raises. Escape as a BaseException
+            # so the block rolls back; insert_events turns it back into the error.
+            raise _SealFailed(e) from e
         return ids
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        try:
+            return super().insert_events(stored_events, **kwargs)
+        except _SealFailed as failed:
+            self._seal_rolled_back()
+            raise failed.error from failed.error.__cause__
+        except BaseException:
+            self._seal_rolled_back()  # whatever was sealed in the failed transaction was rolled back with it
+            raise
 
     def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
         """Extension point, called in the storing transaction (the Merkle log overrides it)."""
+
+    def _seal_rolled_back(self) -> None:
+        """Called when the storing transaction failed: forget any state cached from what it sealed."""
 
 
 # --------------------------------------------------------------------------- configuration

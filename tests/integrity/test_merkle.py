@@ -204,3 +204,19 @@ def test_node_positions_invert_and_extend_matches_append():
     for position, _ in expected:
         level, index = M.node_at(position)
         assert M.post_order_position(level, index) == position
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=6))
+def test_extend_by_level_matches_extend(chunks):
+    """The verifier's level-at-a-time extension computes the same nodes, positions, frontier and
+    root as leaf-by-leaf extension, for any split of the leaves into pages (R36)."""
+    one, levels = M.Frontier(), M.Frontier()
+    start = 0
+    for n in chunks:
+        hashes = [M.leaf_hash(i.to_bytes(4, "big")) for i in range(start, start + n)]
+        start += n
+        expected = one.extend(hashes)
+        got = levels.extend_by_level(hashes)
+        assert got == dict(expected) and len(got) == len(expected)
+        assert (levels.size, levels.hashes, levels.root()) == (one.size, one.hashes, one.root())

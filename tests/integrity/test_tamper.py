@@ -75,6 +75,17 @@ def flipped(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
+@pytest.fixture(autouse=True, params=["in-process", "helper process"])
+def leaf_hasher_process(request, monkeypatch, store_url):
+    """Every case twice on SQLite: leaves recomputed in-process, and by the helper process that
+    `trialaudit verify` starts for big logs (forced here by a threshold of 0 events)."""
+    from infrastructure.merkle_store import MerkleLog
+
+    if request.param == "helper process" and not store_url.startswith("sqlite"):
+        pytest.skip("the helper process reads SQLite stores only")
+    monkeypatch.setattr(MerkleLog, "helper_min_events", 0 if request.param == "helper process" else None)
+
+
 @pytest.fixture
 def populated(integrity, randomised_participant, cli_env):
     for _ in range(3):
@@ -111,6 +122,29 @@ def test_change_to_any_column_is_named(populated, column):
     ev = populated.event(nids[k])
     new = ev["originator_version"] + 1000 if column == "originator_version" else ev["topic"] + "X"
     populated.set_event(nids[k], **{column: new})
+    result, bad = run_verify()
+    assert result.exit_code == 1 and bad == k, result.output
+
+
+def test_unframeable_event_is_named_not_a_crash(populated):
+    """R36: a version no frame can hold (negative) is reported at its leaf; verify does not crash."""
+    nids = populated.notification_ids()
+    k = 5
+    populated.set_event(nids[k], originator_version=-7)
+    result, bad = run_verify()
+    assert result.exit_code == 1 and bad == k, result.output
+    assert "no longer form an event" in result.output
+
+
+def test_leaf_hashes_resplit_across_rows_are_named(populated, integrity):
+    """R36: two adjacent leaf hashes rewritten as 31 + 33 bytes keep their concatenation; the page
+    comparison must not accept them (the stored leaves no longer give the proofs)."""
+    s, p = populated.sql, populated.p
+    k = 4
+    leaves = integrity.log.scan_leaves(k - 1, 2)
+    a, b = bytes(leaves[0][2]), bytes(leaves[1][2])
+    populated.run(f"UPDATE {s.leaves} SET leaf_hash = {p} WHERE leaf_index = {p}", (a[:-1], k))
+    populated.run(f"UPDATE {s.leaves} SET leaf_hash = {p} WHERE leaf_index = {p}", (a[-1:] + b, k + 1))
     result, bad = run_verify()
     assert result.exit_code == 1 and bad == k, result.output
 
