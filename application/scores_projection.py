@@ -58,6 +58,9 @@ class VisitScores(Projection):
                     _V.ProtocolDeviationRecorded, *ITEM_EVENTS)
     )
 
+    #: flush reads a participant's visits back to refresh the change from baseline
+    lookup_indexes = frozenset({"visit_scores_participant"})
+
     def create_statements(self) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS visit_scores ("
