@@ -104,6 +104,48 @@ class Projection(ABC):
 
 Progress = Callable[[int, int], None]
 
+
+class _LazyTransaction:
+    """A batch's transaction, begun at its first statement: what a projection computes before it
+    touches the store (all of it, for the audit index during a rebuild) does not hold the write lock,
+    so another process rebuilding other read models of the same file can write meanwhile. Every
+    statement of the batch, reads included, still runs in the one transaction."""
+
+    def __init__(self, store: ReadModelStore):
+        self._store = store
+        self._context: AbstractContextManager[ViewCursor] | None = None
+        self._cursor: Any = None
+
+    def __enter__(self) -> _LazyTransaction:
+        return self
+
+    def _begin(self) -> Any:
+        if self._cursor is None:
+            self._context = self._store.transaction()
+            self._cursor = self._context.__enter__()
+        return self._cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._begin().execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._begin().executemany(sql, rows)
+
+    def fetchone(self) -> tuple | None:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[tuple]:
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        if self._context is None:
+            return None
+        return self._context.__exit__(*exc)
+
 _CREATE_INDEX = re.compile(r"\s*CREATE\s+INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE)
 
 
@@ -119,7 +161,8 @@ def deferred_indexes(projection: Projection) -> list[str]:
 
 
 class ProjectionEngine:
-    def __init__(self, app: Any, store: ReadModelStore, projections: Sequence[Projection], *, batch_size: int = 5000):
+    def __init__(self, app: Any, store: ReadModelStore, projections: Sequence[Projection], *, batch_size: int = 5000,
+                 parallel: Sequence[str] = (), parallel_min_events: int = 20_000):
         self.app = app
         self.store = store
         self.projections = {p.name: p for p in projections}
@@ -133,6 +176,14 @@ class ProjectionEngine:
         self._bulk: dict[str, int] = {}
         self._deferred: list[str] = []
         self.inline = True  # this process may catch up itself (False: wait for another process)
+        #: a rebuild of these (with others, of a log of at least ``parallel_min_events``) runs in a
+        #: helper process on the other core, if the composition root set ``spawn_helper``
+        self.parallel = tuple(parallel)
+        self.parallel_min_events = parallel_min_events
+        #: ``spawn_helper(names, deferred_indexes, batch_size)`` starts a process that runs
+        #: ``rebuild_part`` with them on the same stores; its handle has ``wait(timeout) -> bool`` and
+        #: ``result() -> int`` (which raises if the helper failed)
+        self.spawn_helper: Callable[[list[str], list[str], int], Any] | None = None
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -204,7 +255,7 @@ class ProjectionEngine:
         for projection in group:
             projection.begin_batch()
         try:
-            with self.store.transaction() as cur:
+            with _LazyTransaction(self.store) as cur:
                 for n in notifications:
                     targets = routes.get(n.topic)
                     if targets is None:
@@ -251,6 +302,7 @@ class ProjectionEngine:
     # ------------------------------------------------------------------ rebuild
     def rebuild(self, names: Sequence[str] | None = None, progress: Progress | None = None) -> int:
         """Drop the projections' tables and rebuild them from event 1, in one pass over the log.
+        Returns how many events of the log were processed.
 
         Bulk mode: the tables are created without their secondary indexes (``deferred_indexes``) and
         the indexes are built once at the end, which is far cheaper than keeping every b-tree up to
@@ -258,30 +310,68 @@ class ProjectionEngine:
         back (``begin_rebuild``). Rows and positions still commit batch by batch, so a rebuild that
         dies half-way is consistent; ``setup`` (run at every start) or a new rebuild restores the
         missing indexes. Queries in this process wait on the engine lock meanwhile, and other
-        processes on the SQLite file lock (their positions are behind, so they catch up first)."""
+        processes on the SQLite file lock (their positions are behind, so they catch up first).
+
+        With ``spawn_helper`` set, the ``parallel`` projections are rebuilt by a helper process at the
+        same time (its own pass, its own positions, the same compare-and-set), the rest here."""
         names = list(names or self.projections)
         with self._lock, self.store.exclusive(True), self.store.bulk():
-            deferred: list[str] = []
+            deferred: dict[str, list[str]] = {}
             with self.store.transaction() as cur:
                 for name in names:
                     projection = self.projections[name]
                     for table in projection.tables():
                         cur.execute(f"DROP TABLE IF EXISTS {table}")
-                    later = set(deferred_indexes(projection))
+                    later = deferred[name] = deferred_indexes(projection)
                     for statement in projection.create_statements():
-                        if statement in later:
-                            deferred.append(statement)
-                        else:
+                        if statement not in later:
                             cur.execute(statement)
                     cur.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (name,))
-            self._deferred = deferred
-            self._bulk = {name: 0 for name in names}
-            for name in names:
-                self.projections[name].begin_rebuild()
+            head = self.app.recorder.max_notification_id() or 0
+            offload = [name for name in names if name in self.parallel]
+            if not (self.spawn_helper and offload and len(offload) < len(names) and head >= self.parallel_min_events):
+                return self._rebuild_part(names, [s for name in names for s in deferred[name]], progress)
+            helper = self.spawn_helper(offload, [s for name in offload for s in deferred[name]], self.batch_size)
+            own = [name for name in names if name not in offload]
+
+            def report(done: int, total: int) -> None:
+                if progress:
+                    progress(min([done, *(self.store.position(name) for name in offload)]), total)
+
+            processed = 0
             try:
-                return self._catch_up_all(names, progress)
+                processed = self._rebuild_part(own, [s for name in own for s in deferred[name]], report)
             finally:
-                self._leave_bulk()
+                while not helper.wait(0.25):
+                    report(head, head)
+                try:
+                    processed = max(processed, helper.result())
+                except BaseException:
+                    # what the helper committed is consistent; make sure its tables have their indexes
+                    with self.store.transaction() as cur:
+                        for name in offload:
+                            for statement in deferred[name]:
+                                cur.execute(statement)
+                    raise
+            report(head, head)
+            return processed
+
+    def rebuild_part(self, names: Sequence[str], deferred: Sequence[str], batch_size: int | None = None) -> int:
+        """In a helper process: the bulk pass of ``names``, whose tables the parent's ``rebuild`` has
+        just emptied (it holds the exclusive lock for both), then their ``deferred`` indexes."""
+        self.batch_size = batch_size or self.batch_size
+        with self._lock, self.store.bulk():
+            return self._rebuild_part(list(names), deferred, None)
+
+    def _rebuild_part(self, names: list[str], deferred: Sequence[str], progress: Progress | None) -> int:
+        self._deferred = list(deferred)
+        self._bulk = {name: 0 for name in names}
+        for name in names:
+            self.projections[name].begin_rebuild()
+        try:
+            return self._catch_up_all(names, progress)
+        finally:
+            self._leave_bulk()
 
     def _leave_bulk(self) -> None:
         """End bulk mode: the projections forget what they kept in memory and the deferred indexes

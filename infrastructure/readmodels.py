@@ -108,17 +108,22 @@ class SQLiteReadModels(_Tracking):
 
         The WAL is checkpointed every 64 MiB instead of every 4 MiB (a page that every batch touches
         is copied into the file once per checkpoint, not once per batch), and once at the end, so the
-        cost is counted in the rebuild; index builds may sort on a second thread."""
+        cost is counted in the rebuild.
+
+        secure_delete is FAST instead of the ON this SQLite is built with: dropping the old tables
+        then frees their pages instead of writing zeros over each (2 s and 120 MB of WAL at 77k
+        events). Deleted content is still zeroed in the pages that are written anyway, and every
+        row of a read model is a copy of the append-only event store beside it, which keeps it all."""
         conn = self._connection()
         (checkpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
-        (threads,) = conn.execute("PRAGMA threads").fetchone()
+        (secure_delete,) = conn.execute("PRAGMA secure_delete").fetchone()
         conn.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
-        conn.execute("PRAGMA threads=2")
+        conn.execute("PRAGMA secure_delete=FAST")
         try:
             yield
         finally:
             conn.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
-            conn.execute(f"PRAGMA threads={int(threads)}")
+            conn.execute(f"PRAGMA secure_delete={int(secure_delete)}")
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def exclusive(self, blocking: bool = True):

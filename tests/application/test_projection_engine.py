@@ -159,3 +159,50 @@ def test_a_rebuild_killed_before_its_indexes_is_repaired_by_setup(trial, make_se
     setup_store(make_settings(store_url))  # what every start runs
     assert index_names(trial) == indexes
     assert engine.dump() == live
+
+
+def test_a_helper_process_rebuilds_the_audit_index_beside_the_others(trial):
+    engine = trial.projections
+    if engine.spawn_helper is None:
+        pytest.skip("no fork here")
+    live, indexes = engine.dump(), index_names(trial)
+    head = trial.app.recorder.max_notification_id()
+    engine.parallel_min_events = 0  # however short the log
+    spawned = []
+    spawn = engine.spawn_helper
+    engine.spawn_helper = lambda names, deferred, size: spawned.append(names) or spawn(names, deferred, size)
+    progress: list[tuple[int, int]] = []
+    processed = engine.rebuild(progress=lambda done, total: progress.append((done, total)))
+    assert spawned == [["audit_index"]]
+    assert processed == len(trial.app.recorder.select_notifications(start=0, limit=head + 1, inclusive_of_start=False))
+    assert progress[-1] == (head, head)
+    assert engine.positions() == {name: head for name in engine.projections}
+    assert engine.dump() == live
+    assert index_names(trial) == indexes
+
+
+def test_a_failing_helper_fails_the_rebuild_and_catch_up_repairs_it(trial, monkeypatch):
+    engine = trial.projections
+    if engine.spawn_helper is None:
+        pytest.skip("no fork here")
+    live, indexes = engine.dump(), index_names(trial)
+    engine.parallel_min_events = 0
+    audit = type(engine.projections["audit_index"])
+    process, calls = audit.process, []
+
+    def failing(self, event, notification_id, cur):  # inherited by the forked helper
+        calls.append(notification_id)
+        if len(calls) == 250:
+            raise RuntimeError("disk full")
+        process(self, event, notification_id, cur)
+
+    monkeypatch.setattr(audit, "process", failing)
+    with pytest.raises(RuntimeError, match="helper process failed: RuntimeError: disk full"):
+        engine.rebuild()
+    monkeypatch.setattr(audit, "process", process)
+    head = trial.app.recorder.max_notification_id()
+    positions = engine.positions()
+    assert 0 < positions["audit_index"] < head and positions["visit_scores"] == head
+    assert index_names(trial) == indexes
+    engine.catch_up()
+    assert engine.dump() == live
