@@ -78,13 +78,16 @@ def _as_date(value: Any) -> str | None:
     return None
 
 
-def clinical_date_of(event: Any) -> tuple[str | None, bool]:
-    """(the event's own clinical date, whether it dates the aggregate itself). See the module doc."""
-    record = getattr(event, "record", None)
+def clinical_date_of(event: Any, get: Any = None) -> tuple[str | None, bool]:
+    """(the event's own clinical date, whether it dates the aggregate itself). See the module doc.
+    ``get(name)``: the attribute or None (default: ``getattr``)."""
+    if get is None:
+        get = _getter(event, False)
+    record = get("record")
     if not isinstance(record, dict):
         record = None
     for name in CLINICAL_DATE_ATTRIBUTES:
-        value = getattr(event, name, None)
+        value = get(name)
         if value is None:
             if record is None:
                 continue
@@ -97,8 +100,25 @@ def clinical_date_of(event: Any) -> tuple[str | None, bool]:
     return None, False
 
 
-#: event class -> (its name, its aggregate's type)
-_CLASS_NAMES: dict[type, tuple[str, str]] = {}
+#: the attributes ``process`` reads, present or not
+_READ = ("participant_id", "site", "record", "changes", "audit", *CLINICAL_DATE_ATTRIBUTES)
+#: event class -> (its name, its aggregate's type, whether its instances' dict alone answers ``_READ``)
+_CLASS_NAMES: dict[type, tuple[str, str, bool]] = {}
+
+
+def _class_info(event: Any) -> tuple[str, str, bool]:
+    cls = type(event)
+    plain = (cls.__getattribute__ is object.__getattribute__ and not hasattr(cls, "__getattr__")
+             and hasattr(event, "__dict__") and not any(hasattr(cls, name) for name in _READ))
+    info = _CLASS_NAMES[cls] = (cls.__name__, aggregate_type_of(event), plain)
+    return info
+
+
+def _getter(event: Any, plain: bool) -> Any:
+    """``get(name)`` = ``getattr(event, name, None)`` for the attributes ``process`` reads: a look-up
+    in the instance's dict when its class defines none of them (a missing attribute is the common
+    case, and raising AttributeError for it is dear)."""
+    return vars(event).get if plain else (lambda name: getattr(event, name, None))
 
 
 def aggregate_type_of(event: Any) -> str:
@@ -109,6 +129,7 @@ def aggregate_type_of(event: Any) -> str:
 class AuditIndex(Projection):
     name = "audit_index"
     topics = ()  # every event
+    defers_store = True
 
     def __init__(self) -> None:
         self._bulk = False
@@ -234,11 +255,9 @@ class AuditIndex(Projection):
     def process(self, event: Any, notification_id: int, cur: ViewCursor) -> None:
         aggregate_id = str(event.originator_id)
         version = event.originator_version
-        cls = type(event)
-        names = _CLASS_NAMES.get(cls)
-        if names is None:
-            names = _CLASS_NAMES[cls] = (cls.__name__, aggregate_type_of(event))
-        event_type, aggregate_type = names
+        info = _CLASS_NAMES.get(type(event)) or _class_info(event)
+        event_type, aggregate_type, plain = info
+        get = _getter(event, plain)
         new = version == 1
         known = self._aggregates.get(aggregate_id)
         if known is None:
@@ -246,7 +265,7 @@ class AuditIndex(Projection):
         agg_participant, agg_site, agg_date = known or (None, None, None)
 
         # participant: a Participant is its own; an event naming one maps its aggregate to it
-        own_participant = getattr(event, "participant_id", None)
+        own_participant = get("participant_id")
         if aggregate_type == "Participant":
             participant_id = agg_participant = aggregate_id
         elif own_participant:
@@ -255,7 +274,7 @@ class AuditIndex(Projection):
             participant_id = agg_participant
 
         # site: the event's own, else the participant's, else the aggregate's
-        own_site = getattr(event, "site", None)
+        own_site = get("site")
         if isinstance(own_site, str) and own_site:
             site = own_site
             agg_site = own_site
@@ -269,10 +288,10 @@ class AuditIndex(Projection):
                 agg_site = site
 
         # clinical date: the event's own, else the aggregate's (see module doc)
-        clinical_date, dates_aggregate = clinical_date_of(event)
+        clinical_date, dates_aggregate = clinical_date_of(event, get)
         if clinical_date is not None and dates_aggregate:
             agg_date = clinical_date
-        changes = list(getattr(event, "changes", None) or ())
+        changes = list(get("changes") or ())
         for ch in changes:
             if ch.get("field") in AGGREGATE_DATE_ATTRIBUTES and _as_date(ch.get("new_value")):
                 agg_date = _as_date(ch.get("new_value"))
@@ -288,7 +307,7 @@ class AuditIndex(Projection):
         elif aggregate_id not in self._aggregate_types:
             self._aggregate_types[aggregate_id] = aggregate_type
 
-        audit = getattr(event, "audit", None) or {}
+        audit = get("audit") or {}
         actor = audit.get("actor") or {}
         user_id = str(actor.get("user_id"))
         username = actor.get("username")
