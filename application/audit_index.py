@@ -303,7 +303,8 @@ class AuditIndex(Projection):
         self._aggregates[aggregate_id] = (agg_participant, agg_site, agg_date)
         if new:
             self._aggregate_types.setdefault(aggregate_id, aggregate_type)
-            self._complete.add(aggregate_id)
+            if not self._bulk:  # (in bulk mode every aggregate is complete)
+                self._complete.add(aggregate_id)
         elif aggregate_id not in self._aggregate_types:
             self._aggregate_types[aggregate_id] = aggregate_type
 
