@@ -156,10 +156,10 @@ def projections_rebuild(name: list[str] = typer.Argument(None, help="Projections
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            applied = svc.projections.rebuild(name or None, progress)
+            processed = svc.projections.rebuild(name or None, progress)
     finally:
         svc.close()
-    out.print(f"rebuilt {', '.join(name or svc.projections.projections)}: {applied} events applied")
+    out.print(f"rebuilt {', '.join(name or svc.projections.projections)}: {processed} events of the log processed")
 
 
 @projections_cli.command("run")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Callable
 
 from application.integrity import IntegrityService
 from application.projections import ProjectionEngine
@@ -91,8 +94,10 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
     )
     app.audit_site_hours = settings.audit_site_hours
     app.audit_late_entry_days = settings.audit_late_entry_days
-    engine = ProjectionEngine(app, open_read_models(settings.database_url, settings.postgres_pool_size), all_projections())
+    engine = ProjectionEngine(app, open_read_models(settings.database_url, settings.postgres_pool_size), all_projections(),
+                              parallel=PARALLEL_REBUILD)
     engine.inline = settings.projections != "external"
+    engine.spawn_helper = rebuild_helper_spawner(settings)
     app.read_models = engine
     app.reporting_rules = reporting_rules(settings)
     if follow and engine.inline:
@@ -109,3 +114,58 @@ def _integrity(settings: Settings, app: TrialApplication) -> IntegrityService:
     signer = load_signer(settings.signing_key, settings.data_dir)
     attach_head_signer(app.recorder, signer, settings.head_interval_seconds)
     return IntegrityService(MerkleLog(app.recorder), signer, verify_signature)
+
+
+# ---------------------------------------------------------------------- rebuild helper process
+#: rebuilt by a helper process while this one rebuilds the others: the audit index takes every event
+#: and costs about as much as all the rest together, so the two halves take about as long
+PARALLEL_REBUILD = ("audit_index",)
+
+
+class _RebuildHelper:
+    """A forked process rebuilding some read models (``ProjectionEngine.rebuild_part``)."""
+
+    def __init__(self, process: Any, results: Any):
+        self._process = process
+        self._results = results
+
+    def wait(self, timeout: float) -> bool:
+        self._process.join(timeout)
+        return not self._process.is_alive()
+
+    def result(self) -> int:
+        self._process.join()
+        kind, value = self._results.recv() if self._results.poll() else ("error", f"exit code {self._process.exitcode}")
+        self._results.close()
+        if kind != "ok":
+            raise RuntimeError(f"the rebuild helper process failed: {value}")
+        return int(value)
+
+
+def _run_rebuild_helper(settings: Settings, names: list[str], deferred: list[str], batch_size: int, results: Any) -> None:
+    try:
+        svc = build(settings, follow=False)
+        try:
+            results.send(("ok", svc.projections.rebuild_part(names, deferred, batch_size)))
+        finally:
+            svc.close()
+    except BaseException as e:  # reported to the parent, which raises it
+        results.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def rebuild_helper_spawner(settings: Settings) -> Callable[[list[str], list[str], int], _RebuildHelper] | None:
+    """Where fork is available and there is a second core: start a helper with fresh connections of
+    its own (the child never touches the parent's; it leaves by os._exit, as multiprocessing does)."""
+    if "fork" not in multiprocessing.get_all_start_methods() or (os.cpu_count() or 1) < 2:
+        return None
+    context = multiprocessing.get_context("fork")
+
+    def spawn(names: list[str], deferred: list[str], batch_size: int) -> _RebuildHelper:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_run_rebuild_helper, args=(settings, names, deferred, batch_size, send),
+                                  name="rebuild-helper", daemon=True)
+        process.start()
+        send.close()
+        return _RebuildHelper(process, receive)
+
+    return spawn

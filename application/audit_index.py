@@ -54,6 +54,17 @@ def to_json(value: Any) -> str:
     return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
 
 
+def _value_json(value: Any) -> str:
+    """``to_json`` of an old or new value, without the call for the commonest ones."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+
+
 def _as_date(value: Any) -> str | None:
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
@@ -67,17 +78,47 @@ def _as_date(value: Any) -> str | None:
     return None
 
 
-def clinical_date_of(event: Any) -> tuple[str | None, bool]:
-    """(the event's own clinical date, whether it dates the aggregate itself). See the module doc."""
-    record = getattr(event, "record", None)
+def clinical_date_of(event: Any, get: Any = None) -> tuple[str | None, bool]:
+    """(the event's own clinical date, whether it dates the aggregate itself). See the module doc.
+    ``get(name)``: the attribute or None (default: ``getattr``)."""
+    if get is None:
+        get = _getter(event, False)
+    record = get("record")
+    if not isinstance(record, dict):
+        record = None
     for name in CLINICAL_DATE_ATTRIBUTES:
-        value = getattr(event, name, None)
-        if value is None and isinstance(record, dict):
+        value = get(name)
+        if value is None:
+            if record is None:
+                continue
             value = record.get(name)
+            if value is None:
+                continue
         date = _as_date(value)
         if date is not None:
             return date, name in AGGREGATE_DATE_ATTRIBUTES
     return None, False
+
+
+#: the attributes ``process`` reads, present or not
+_READ = ("participant_id", "site", "record", "changes", "audit", *CLINICAL_DATE_ATTRIBUTES)
+#: event class -> (its name, its aggregate's type, whether its instances' dict alone answers ``_READ``)
+_CLASS_NAMES: dict[type, tuple[str, str, bool]] = {}
+
+
+def _class_info(event: Any) -> tuple[str, str, bool]:
+    cls = type(event)
+    plain = (cls.__getattribute__ is object.__getattribute__ and not hasattr(cls, "__getattr__")
+             and hasattr(event, "__dict__") and not any(hasattr(cls, name) for name in _READ))
+    info = _CLASS_NAMES[cls] = (cls.__name__, aggregate_type_of(event), plain)
+    return info
+
+
+def _getter(event: Any, plain: bool) -> Any:
+    """``get(name)`` = ``getattr(event, name, None)`` for the attributes ``process`` reads: a look-up
+    in the instance's dict when its class defines none of them (a missing attribute is the common
+    case, and raising AttributeError for it is dear)."""
+    return vars(event).get if plain else (lambda name: getattr(event, name, None))
 
 
 def aggregate_type_of(event: Any) -> str:
@@ -88,9 +129,11 @@ def aggregate_type_of(event: Any) -> str:
 class AuditIndex(Projection):
     name = "audit_index"
     topics = ()  # every event
+    defers_store = True
 
     def __init__(self) -> None:
-        self.begin_batch()
+        self._bulk = False
+        self._forget()
 
     def create_statements(self) -> list[str]:
         return [
@@ -135,12 +178,30 @@ class AuditIndex(Projection):
     # What a batch learns is kept in memory until ``flush`` writes it with one executemany per table
     # (a pipeline on PostgreSQL). ``begin_batch`` forgets it, so a rolled-back batch leaves nothing
     # behind, and what another worker wrote is read from the tables in the next batch.
-    def begin_batch(self) -> None:
+    # During a rebuild (bulk mode) nobody else writes the tables and every batch commits, so what
+    # was learned is kept from batch to batch and never read back: the lookups need no index.
+    def begin_rebuild(self) -> None:
+        self._bulk = True
+        self._forget()
+
+    def end_rebuild(self) -> None:
+        self._bulk = False
+        self._forget()
+
+    def _forget(self) -> None:
         self._aggregates: dict[str, tuple] = {}  # aggregate -> (participant, site, clinical date)
         self._aggregate_types: dict[str, str] = {}
-        self._stored: dict[str, tuple | None] = {}  # aggregate -> its row in the table before this batch
         self._entries: dict[tuple[str, str], int] = {}  # (aggregate, field) -> entries so far
         self._complete: set[str] = set()  # aggregates created in this batch: all their entries are here
+        self.begin_batch()
+
+    def begin_batch(self) -> None:
+        if not self._bulk:
+            self._aggregates = {}
+            self._aggregate_types = {}
+            self._entries = {}
+            self._complete = set()
+        self._stored: dict[str, tuple | None] = {}  # aggregate -> its row in the table before this batch
         self._event_rows: list[tuple] = []
         self._change_rows: list[tuple] = []
         self._fields: set[str] = set()
@@ -148,8 +209,7 @@ class AuditIndex(Projection):
     def _known(self, cur: ViewCursor, aggregate_id: str, *, new: bool = False) -> tuple | None:
         if aggregate_id in self._aggregates:
             return self._aggregates[aggregate_id]
-        if new:  # a first event: nothing can be known of its aggregate yet
-            self._stored[aggregate_id] = None
+        if new or self._bulk:  # a first event, or a rebuild that saw all: nothing is known of it yet
             return None
         cur.execute("SELECT participant_id, site, clinical_date FROM audit_aggregates WHERE aggregate_id = ?", (aggregate_id,))
         row = cur.fetchone()
@@ -162,7 +222,7 @@ class AuditIndex(Projection):
     def _entry_no(self, cur: ViewCursor, aggregate_id: str, field: str) -> int:
         key = (aggregate_id, field)
         if key not in self._entries:
-            if aggregate_id in self._complete:
+            if self._bulk or aggregate_id in self._complete:
                 self._entries[key] = 0
             else:
                 cur.execute("SELECT COUNT(*) FROM audit_changes WHERE aggregate_id = ? AND field = ?", key)
@@ -172,9 +232,12 @@ class AuditIndex(Projection):
 
     def flush(self, cur: ViewCursor) -> None:
         inserts, updates = [], []
-        for aggregate_id, values in self._aggregates.items():
-            stored = self._stored.get(aggregate_id, values)
-            if aggregate_id in self._stored and stored is None:
+        aggregates = self._aggregates
+        for aggregate_id, stored in self._stored.items():
+            values = aggregates.get(aggregate_id)
+            if values is None:
+                continue
+            if stored is None:
                 inserts.append((aggregate_id, self._aggregate_types[aggregate_id], *values))
             elif values != stored:
                 updates.append((*values, aggregate_id))
@@ -202,13 +265,18 @@ class AuditIndex(Projection):
 
     def process(self, event: Any, notification_id: int, cur: ViewCursor) -> None:
         aggregate_id = str(event.originator_id)
-        aggregate_type = aggregate_type_of(event)
-        new = event.originator_version == 1
-        known = self._known(cur, aggregate_id, new=new)
+        version = event.originator_version
+        info = _CLASS_NAMES.get(type(event)) or _class_info(event)
+        event_type, aggregate_type, plain = info
+        get = _getter(event, plain)
+        new = version == 1
+        known = self._aggregates.get(aggregate_id)
+        if known is None:
+            known = self._known(cur, aggregate_id, new=new)
         agg_participant, agg_site, agg_date = known or (None, None, None)
 
         # participant: a Participant is its own; an event naming one maps its aggregate to it
-        own_participant = getattr(event, "participant_id", None)
+        own_participant = get("participant_id")
         if aggregate_type == "Participant":
             participant_id = agg_participant = aggregate_id
         elif own_participant:
@@ -217,24 +285,24 @@ class AuditIndex(Projection):
             participant_id = agg_participant
 
         # site: the event's own, else the participant's, else the aggregate's
-        own_site = getattr(event, "site", None)
+        own_site = get("site")
         if isinstance(own_site, str) and own_site:
             site = own_site
             agg_site = own_site
         else:
             site = None
             if participant_id and participant_id != aggregate_id:
-                participant = self._known(cur, participant_id)
+                participant = self._aggregates.get(participant_id) or self._known(cur, participant_id)
                 site = participant[1] if participant else None
             site = site or agg_site
             if agg_site is None and site is not None:
                 agg_site = site
 
         # clinical date: the event's own, else the aggregate's (see module doc)
-        clinical_date, dates_aggregate = clinical_date_of(event)
+        clinical_date, dates_aggregate = clinical_date_of(event, get)
         if clinical_date is not None and dates_aggregate:
             agg_date = clinical_date
-        changes = list(getattr(event, "changes", None) or [])
+        changes = list(get("changes") or ())
         for ch in changes:
             if ch.get("field") in AGGREGATE_DATE_ATTRIBUTES and _as_date(ch.get("new_value")):
                 agg_date = _as_date(ch.get("new_value"))
@@ -242,29 +310,46 @@ class AuditIndex(Projection):
         if clinical_date is None:
             clinical_date = agg_date
 
+        self._stored.setdefault(aggregate_id, known)
         self._aggregates[aggregate_id] = (agg_participant, agg_site, agg_date)
-        self._aggregate_types.setdefault(aggregate_id, aggregate_type)
         if new:
-            self._complete.add(aggregate_id)
+            self._aggregate_types.setdefault(aggregate_id, aggregate_type)
+            if not self._bulk:  # (in bulk mode every aggregate is complete)
+                self._complete.add(aggregate_id)
+        elif aggregate_id not in self._aggregate_types:
+            self._aggregate_types[aggregate_id] = aggregate_type
 
-        audit = getattr(event, "audit", None) or {}
+        audit = get("audit") or {}
         actor = audit.get("actor") or {}
+        user_id = str(actor.get("user_id"))
+        username = actor.get("username")
+        role = actor.get("role")
         recorded_at = iso(event.timestamp)
-        fields = sorted({str(ch.get("field")) for ch in changes})
+        if len(changes) == 1:
+            fields: list[str] | None = [str(changes[0].get("field"))]
+        else:
+            fields = sorted({str(ch.get("field")) for ch in changes}) or None
         self._event_rows.append(
             (
-                notification_id, aggregate_id, event.originator_version, type(event).__name__, aggregate_type,
-                participant_id, site, str(actor.get("user_id")), actor.get("username"), actor.get("full_name"),
-                actor.get("role"), actor.get("site"), audit.get("reason"), audit.get("reason_code"),
+                notification_id, aggregate_id, version, event_type, aggregate_type,
+                participant_id, site, user_id, username, actor.get("full_name"),
+                role, actor.get("site"), audit.get("reason"), audit.get("reason_code"),
                 audit.get("source"), audit.get("query_id"), recorded_at, clinical_date, len(changes),
                 " ".join(fields) if fields else None, to_json(changes),
             ),
         )
+        entries = self._entries if self._bulk else None
+        append = self._change_rows.append
         for seq, ch in enumerate(changes):
             field = str(ch.get("field"))
             self._fields.add(field)
-            self._change_rows.append((
-                notification_id, seq, aggregate_id, aggregate_type, participant_id, site, str(actor.get("user_id")),
-                actor.get("username"), actor.get("role"), field, to_json(ch.get("old_value")),
-                to_json(ch.get("new_value")), self._entry_no(cur, aggregate_id, field), recorded_at, clinical_date,
+            if entries is not None:  # a rebuild: every earlier entry went through this instance
+                key = (aggregate_id, field)
+                entry_no = entries[key] = entries.get(key, 0) + 1
+            else:
+                entry_no = self._entry_no(cur, aggregate_id, field)
+            append((
+                notification_id, seq, aggregate_id, aggregate_type, participant_id, site, user_id,
+                username, role, field, _value_json(ch.get("old_value")),
+                _value_json(ch.get("new_value")), entry_no, recorded_at, clinical_date,
             ))

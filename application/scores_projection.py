@@ -58,6 +58,10 @@ class VisitScores(Projection):
                     _V.ProtocolDeviationRecorded, *ITEM_EVENTS)
     )
 
+    #: flush reads a participant's visits back to refresh the change from baseline
+    defers_store = True
+    lookup_indexes = frozenset({"visit_scores_participant"})
+
     def create_statements(self) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS visit_scores ("
@@ -85,26 +89,28 @@ class VisitScores(Projection):
                 _CLEARED if isinstance(event, _V.ItemCleared) else encode_value(event.value))
             self._dirty[vid] = (version, event.timestamp)
             return
+        # kept until the end of the batch too, in order: the batch touches the store only in flush
         at = iso(event.timestamp)
+        statements = self._statements
         if isinstance(event, _V.VisitScheduled):
-            cur.execute(
+            statements.append((
                 "INSERT INTO visit_scores (visit_id, participant_id, site, arm, code, target_date, window_start,"
                 " window_end, deviations, version, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (vid, event.participant_id, event.site, event.arm, event.code, event.target_date,
                  event.window_start, event.window_end, 0, version, at),
-            )
+            ))
         elif isinstance(event, _V.VisitRescheduled):
-            cur.execute(
+            statements.append((
                 "UPDATE visit_scores SET target_date = ?, window_start = ?, window_end = ?, version = ?,"
                 " modified_at = ? WHERE visit_id = ?",
                 (event.target_date, event.window_start, event.window_end, version, at, vid),
-            )
+            ))
         elif isinstance(event, (_V.VisitHeld, _V.VisitDateCorrected)):
-            cur.execute("UPDATE visit_scores SET held_on = ?, version = ?, modified_at = ? WHERE visit_id = ?",
-                        (event.held_on, version, at, vid))
+            statements.append(("UPDATE visit_scores SET held_on = ?, version = ?, modified_at = ? WHERE visit_id = ?",
+                               (event.held_on, version, at, vid)))
         elif isinstance(event, _V.ProtocolDeviationRecorded):
-            cur.execute("UPDATE visit_scores SET deviations = deviations + 1, version = ?, modified_at = ?"
-                        " WHERE visit_id = ?", (version, at, vid))
+            statements.append(("UPDATE visit_scores SET deviations = deviations + 1, version = ?, modified_at = ?"
+                               " WHERE visit_id = ?", (version, at, vid)))
 
     def __init__(self) -> None:
         self.begin_batch()
@@ -112,10 +118,21 @@ class VisitScores(Projection):
     def begin_batch(self) -> None:
         self._dirty: dict[str, tuple[int, Any]] = {}
         self._pending: dict[str, dict[str, str]] = {}
+        self._statements: list[tuple[str, tuple]] = []
 
     def flush(self, cur: ViewCursor) -> None:
-        dirty, pending = self._dirty, self._pending
+        dirty, pending, statements = self._dirty, self._pending, self._statements
         self.begin_batch()
+        i = 0
+        while i < len(statements):  # in order; a run of the same statement in one executemany
+            sql, j = statements[i][0], i + 1
+            while j < len(statements) and statements[j][0] == sql:
+                j += 1
+            if j - i == 1:
+                cur.execute(sql, statements[i][1])
+            else:
+                cur.executemany(sql, [params for _, params in statements[i:j]])
+            i = j
         upserts = [(vid, code, v) for vid, items in pending.items() for code, v in items.items() if v is not _CLEARED]
         deletes = [(vid, code) for vid, items in pending.items() for code, v in items.items() if v is _CLEARED]
         if upserts:

@@ -6,9 +6,14 @@ import datetime as dt
 from typing import Any
 
 
+_UTC = dt.timezone.utc
+
+
 def iso(ts: dt.datetime | None) -> str | None:
     if ts is None:
         return None
+    if ts.tzinfo is _UTC:  # the usual case (every stored timestamp): no conversion, "+00:00" is the end
+        return ts.isoformat(timespec="microseconds")[:-6] + "Z"
     if ts.tzinfo is None:  # never expected: every recorded time is zone-aware UTC
         raise ValueError("naive datetime in the audit trail")
     return ts.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,8 +1,10 @@
 """Benchmark: projection rebuild rate and the scores query latency (issue 3 targets).
 
-* Rebuild: drop every read model and rebuild it from event 1 (SQLite), in events applied per second,
-  against the raw notification-log read rate measured in the same run (``recorder.select_notifications``
-  pages of the same size, no decoding): target >= 20,000 events/s and >= 0.5 x the raw rate.
+* Rebuild: drop every read model and rebuild it from event 1 (SQLite), in events of the log per second
+  of the whole ``engine.rebuild()`` (all read models; an event that two projections use counts once,
+  so the figure is comparable with the baseline), against the raw notification-log read rate measured
+  in the same run (``recorder.select_notifications`` pages of the same size, no decoding): target
+  >= 20,000 events/s and >= 0.5 x the raw rate.
 * Scores query: ``participant_scores`` (what ``GET /participants/{id}/scores`` runs) p50/p99 over
   random participants, against ``get_participant`` in the same run: target p99 <= 10 ms; ``--big``
   fills the store to 1,000,000 events first.
@@ -88,11 +90,12 @@ def run(args: Any = None) -> list[dict[str, Any]]:
             raw_read_rate(svc.app, engine.batch_size)
             events, raw_rate = raw_read_rate(svc.app, engine.batch_size)
             t0 = time.perf_counter()
-            applied = engine.rebuild()
+            processed = engine.rebuild()
             seconds = time.perf_counter() - t0
-            rate = applied / seconds
+            assert processed == events, (processed, events)
+            rate = events / seconds
             rows.append({
-                "name": f"projection rebuild, SQLite ({events:,} events in the log, {applied:,} applied)",
+                "name": f"projection rebuild, SQLite ({events:,} events in the log, all read models, {seconds:.2f} s)",
                 "figure": round(rate), "unit": "events/s",
                 "baseline": "raw notification-log read (same pages, no decoding)", "baseline_figure": round(raw_rate),
                 "ratio": round(rate / raw_rate, 3), "target": ">= 20,000 events/s and ratio >= 0.5",

@@ -18,6 +18,8 @@ from typing import Any
 from infrastructure.filelock import ProcessLock
 from infrastructure.store import parse_database_url, postgres_conninfo
 
+#: WAL pages between automatic checkpoints during a rebuild (64 MiB of 4 KiB pages; SQLite's default is 1000)
+BULK_CHECKPOINT_PAGES = 16384
 TRACKING_DDL = "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
 
 
@@ -104,6 +106,30 @@ class SQLiteReadModels(_Tracking):
             finally:
                 cur.close()
 
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """For a rebuild: a long series of big transactions on this thread's connection.
+
+        The WAL is checkpointed every 64 MiB instead of every 4 MiB (a page that every batch touches
+        is copied into the file once per checkpoint, not once per batch), and once at the end, so the
+        cost is counted in the rebuild.
+
+        secure_delete is FAST instead of the ON this SQLite is built with: dropping the old tables
+        then frees their pages instead of writing zeros over each (2 s and 120 MB of WAL at 77k
+        events). Deleted content is still zeroed in the pages that are written anyway, and every
+        row of a read model is a copy of the append-only event store beside it, which keeps it all."""
+        conn = self._connection()
+        (checkpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        (secure_delete,) = conn.execute("PRAGMA secure_delete").fetchone()
+        conn.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
+        conn.execute("PRAGMA secure_delete=FAST")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
+            conn.execute(f"PRAGMA secure_delete={int(secure_delete)}")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def exclusive(self, blocking: bool = True):
         """Serialise catching up across the processes sharing this file (others skip or wait)."""
         return self._process_lock.hold(blocking)
@@ -144,6 +170,10 @@ class PostgresReadModels(_Tracking):
         )
         with self.pool.connection() as conn:
             conn.execute(TRACKING_DDL)
+
+    def bulk(self):
+        """For a rebuild: nothing to change on PostgreSQL."""
+        return nullcontext()
 
     def exclusive(self, blocking: bool = True):
         """Workers sharing PostgreSQL need no lock: positions move by compare-and-set."""

@@ -1,0 +1,209 @@
+"""The projection engine's single pass and rebuild: each event decoded once for all projections,
+positions moved together in the batch's transaction, a lost compare-and-set rolled back and re-read,
+the indexes a rebuild defers built again, and a rebuild that dies half-way repaired."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from contextlib import contextmanager
+
+import pytest
+
+from api.container import build, setup_store
+from application.demo import generate
+from application.projections import deferred_indexes
+
+TODAY = dt.date(2026, 3, 1)
+
+
+@pytest.fixture
+def trial(store_url, make_settings):
+    """A small synthetic trial, read models caught up; the engine reads the log in pages of 97."""
+    settings = make_settings(store_url)
+    setup_store(settings)
+    svc = build(settings, follow=False)
+    generate(svc.app, participants=3, seed=5, today=TODAY)
+    svc.projections.batch_size = 97
+    svc.projections.catch_up()
+    yield svc
+    svc.close()
+
+
+def index_names(svc) -> set[str]:
+    store = svc.projections.store
+    if store.dialect == "sqlite":
+        rows = store.query("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        return {r["name"] for r in rows}
+    rows = store.query("SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()")
+    return {r["name"] for r in rows if not r["name"].endswith("_pkey")}
+
+
+def test_rebuild_is_one_pass_that_moves_every_position_in_the_batch_transaction(trial, monkeypatch):
+    engine, app = trial.projections, trial.app
+    live, indexes = engine.dump(), index_names(trial)
+    head = app.recorder.max_notification_id()
+    decoded: list[int] = []
+    to_domain_event = app.mapper.to_domain_event
+    monkeypatch.setattr(app.mapper, "to_domain_event", lambda n: decoded.append(n.id) or to_domain_event(n))
+    advanced: dict[int, list[str]] = defaultdict(list)
+    advance, transaction, transactions = engine.store.advance, engine.store.transaction, [0]
+
+    @contextmanager
+    def numbered():
+        transactions[0] += 1
+        with transaction() as cur:
+            yield cur
+
+    def spy(cur, name, old, new):
+        moved = advance(cur, name, old, new)  # (the statement that begins the transaction, if none did)
+        advanced[transactions[0]].append(name)
+        # inside the batch: the deferred indexes do not exist yet, the lookup ones do
+        assert "audit_events_participant" not in index_names(trial)
+        assert "visit_scores_participant" in index_names(trial)
+        return moved
+
+    monkeypatch.setattr(engine.store, "advance", spy)
+    monkeypatch.setattr(engine.store, "transaction", numbered)
+    progress: list[tuple[int, int]] = []
+    processed = engine.rebuild(progress=lambda done, total: progress.append((done, total)))
+
+    ids = [n.id for n in app.recorder.select_notifications(start=0, limit=head + 1, inclusive_of_start=False)]
+    assert processed == len(ids) and sorted(decoded) == ids  # each event decoded once
+    assert len(advanced) == -(-len(ids) // engine.batch_size)  # one transaction per page
+    assert all(sorted(names) == sorted(engine.projections) for names in advanced.values()), dict(advanced)
+    assert progress[-1] == (head, head) and [d for d, _ in progress] == sorted(d for d, _ in progress)
+    assert engine.positions() == {name: head for name in engine.projections}
+    assert engine.dump() == live
+    assert index_names(trial) == indexes
+
+
+def test_rebuild_defers_and_then_recreates_every_index(trial):
+    before = index_names(trial)
+    deferred = {s.split()[5] for p in trial.projections.projections.values() for s in deferred_indexes(p)}
+    assert "audit_changes_aggregate_field" in deferred and "visit_scores_participant" not in deferred
+    assert deferred <= before
+    trial.projections.rebuild()
+    assert index_names(trial) == before
+
+
+def test_a_lost_compare_and_set_rolls_back_the_pass_and_the_rest_catch_up_alone(trial, make_settings, store_url, monkeypatch):
+    """Another worker moves one projection while this one holds a page: the whole batch rolls back,
+    the others go on without it until they reach its position, and no event is applied twice."""
+    engine, app = trial.projections, trial.app
+    live = engine.dump()
+    head = app.recorder.max_notification_id()
+    other = build(make_settings(store_url), follow=False)
+    other.projections.batch_size = 150
+    select = app.recorder.select_notifications
+    starts: list[int] = []
+
+    def select_then_other_worker(*args, **kwargs):
+        page = select(*args, **kwargs)
+        starts.append(kwargs["start"])
+        if len(starts) == 2:  # the second page of the pass: another worker catches participant_list up
+            other.projections._catch_up_all(["participant_list"], None)
+        return page
+
+    lost = []
+    advance = engine.store.advance
+
+    def spy(cur, name, old, new):
+        ok = advance(cur, name, old, new)
+        if not ok:
+            lost.append((name, old))
+        return ok
+
+    monkeypatch.setattr(app.recorder, "select_notifications", select_then_other_worker)
+    monkeypatch.setattr(engine.store, "advance", spy)
+    try:
+        engine.rebuild()
+    finally:
+        other.close()
+    assert starts[1] > 0 and lost == [("participant_list", starts[1])]
+    assert engine.positions() == {name: head for name in engine.projections}
+    assert engine.dump() == live  # a second application of any event would differ (or break a key)
+
+
+def test_a_rebuild_that_fails_half_way_is_consistent_and_catches_up(trial, monkeypatch):
+    engine = trial.projections
+    live, indexes = engine.dump(), index_names(trial)
+    audit = engine.projections["audit_index"]
+    process, calls = audit.process, []
+
+    def failing(event, notification_id, cur):
+        calls.append(notification_id)
+        if len(calls) == 250:
+            raise RuntimeError("disk full")
+        process(event, notification_id, cur)
+
+    monkeypatch.setattr(audit, "process", failing)
+    with pytest.raises(RuntimeError):
+        engine.rebuild()
+    monkeypatch.setattr(audit, "process", process)
+    assert index_names(trial) == indexes  # built on the way out
+    assert 0 < engine.positions()["audit_index"] < trial.app.recorder.max_notification_id()
+    engine.catch_up()  # live mode: reads what the committed batches wrote
+    assert engine.dump() == live
+
+
+def test_a_rebuild_killed_before_its_indexes_is_repaired_by_setup(trial, make_settings, store_url, monkeypatch):
+    engine = trial.projections
+    live, indexes = engine.dump(), index_names(trial)
+
+    def killed() -> None:  # as if the process died: nothing built, nothing forgotten
+        engine._bulk, engine._deferred = {}, []
+
+    monkeypatch.setattr(engine, "_leave_bulk", killed)
+    engine.rebuild()
+    assert "audit_events_participant" not in index_names(trial)
+    setup_store(make_settings(store_url))  # what every start runs
+    assert index_names(trial) == indexes
+    assert engine.dump() == live
+
+
+def test_a_helper_process_rebuilds_the_audit_index_beside_the_others(trial):
+    engine = trial.projections
+    if engine.spawn_helper is None:
+        pytest.skip("no fork here")
+    live, indexes = engine.dump(), index_names(trial)
+    head = trial.app.recorder.max_notification_id()
+    engine.parallel_min_events = 0  # however short the log
+    spawned = []
+    spawn = engine.spawn_helper
+    engine.spawn_helper = lambda names, deferred, size: spawned.append(names) or spawn(names, deferred, size)
+    progress: list[tuple[int, int]] = []
+    processed = engine.rebuild(progress=lambda done, total: progress.append((done, total)))
+    assert spawned == [["audit_index"]]
+    assert processed == len(trial.app.recorder.select_notifications(start=0, limit=head + 1, inclusive_of_start=False))
+    assert progress[-1] == (head, head)
+    assert engine.positions() == {name: head for name in engine.projections}
+    assert engine.dump() == live
+    assert index_names(trial) == indexes
+
+
+def test_a_failing_helper_fails_the_rebuild_and_catch_up_repairs_it(trial, monkeypatch):
+    engine = trial.projections
+    if engine.spawn_helper is None:
+        pytest.skip("no fork here")
+    live, indexes = engine.dump(), index_names(trial)
+    engine.parallel_min_events = 0
+    audit = type(engine.projections["audit_index"])
+    process, calls = audit.process, []
+
+    def failing(self, event, notification_id, cur):  # inherited by the forked helper
+        calls.append(notification_id)
+        if len(calls) == 250:
+            raise RuntimeError("disk full")
+        process(self, event, notification_id, cur)
+
+    monkeypatch.setattr(audit, "process", failing)
+    with pytest.raises(RuntimeError, match="helper process failed: RuntimeError: disk full"):
+        engine.rebuild()
+    monkeypatch.setattr(audit, "process", process)
+    head = trial.app.recorder.max_notification_id()
+    positions = engine.positions()
+    assert 0 < positions["audit_index"] < head and positions["visit_scores"] == head
+    assert index_names(trial) == indexes
+    engine.catch_up()
+    assert engine.dump() == live
