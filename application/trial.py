@@ -23,6 +23,7 @@ from application.locks import LockCommands
 from application.participant_list import status_of
 from application.ports import PasswordHasher
 from application.queries import QueryCommands
+from application.repository import FastProcessingEvent, FastRepository
 from application.review import ReviewQueries
 from application.signatures import SignatureCommands
 from application.views import event_view, participant_view, user_view
@@ -79,6 +80,22 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         self._dummy_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
+    def construct_repository(self) -> FastRepository:
+        """The library's repository, configured by the library from the env, with a leaner ``get``."""
+        repository = super().construct_repository()
+        repository.__class__ = FastRepository  # a subclass that only overrides get(): no state to convert
+        return repository
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
+        """``Application.save`` step for step, collecting events without the library's Protocol checks."""
+        processing_event = FastProcessingEvent()
+        processing_event.collect_events(*objs, **kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, kept for parity
+        return recordings
+
     def add_saved_listener(self, listener: Callable[[list[Recording]], None]) -> None:
         """Called after each successful save (projections catch up from here)."""
         self._saved_listeners.append(listener)

@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
     ConnectionUnavailableError,
     DatabaseError,
     IntegrityError,
+    Notification,
     OperationalError,
     StoredEvent,
 )
@@ -158,6 +159,94 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE refused'); END",
         ]
 
+    # ------------------------------------------------------------------ reads
+    # The library wraps every read in BEGIN ... ROLLBACK. Each read here is ONE SELECT, and in
+    # autocommit mode one statement already reads one consistent snapshot of the database, so the
+    # two extra statements only cost time: about 50 of the 65 microseconds of a fast-forward read
+    # that finds nothing new, and a command makes three such reads (its user, its participant, the
+    # lock holders). The in-memory store keeps the library's path (its pool interlocks readers and
+    # writers).
+    def _select(self, statement: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            with self.datastore.get_connection(commit=False) as conn:
+                cursor = conn._sqlite_conn.execute(statement, params)
+                try:
+                    return cursor.fetchall()
+                finally:
+                    cursor.close()
+        except sqlite3.Error as e:
+            raise _persistence_error(e) from e
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        key = originator_id.hex if isinstance(originator_id, UUID) else originator_id
+        statement = self.select_events_statement
+        params: list[Any] = [key]
+        if gt is not None:
+            statement += "AND originator_version>? "
+            params.append(gt)
+        if lte is not None:
+            statement += "AND originator_version<=? "
+            params.append(lte)
+        statement += "ORDER BY originator_version DESC " if desc else "ORDER BY originator_version ASC "
+        if limit is not None:
+            statement += "LIMIT ? "
+            params.append(limit)
+        rows = self._select(statement, params)
+        if not rows:
+            return []
+        oid = self.convert_originator_id(rows[0]["originator_id"])  # every row has the same id
+        return [
+            StoredEvent(originator_id=oid, originator_version=row["originator_version"], topic=row["topic"], state=row["state"])
+            for row in rows
+        ]
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return super().select_notifications(start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            clauses.append("rowid>=?" if inclusive_of_start else "rowid>?")
+            params.append(start)
+        if stop is not None:
+            clauses.append("rowid<=?")
+            params.append(stop)
+        if topics:
+            clauses.append(f"topic IN ({','.join('?' * len(topics))})")
+            params.extend(topics)
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        params.append(limit)
+        rows = self._select(f"SELECT rowid, * FROM {self.events_table_name} {where}ORDER BY rowid LIMIT ?", params)
+        convert = self.convert_originator_id
+        return [
+            Notification(id=row["rowid"], originator_id=convert(row["originator_id"]),
+                         originator_version=row["originator_version"], topic=row["topic"], state=row["state"])
+            for row in rows
+        ]
+
+    def max_notification_id(self) -> int:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return super().max_notification_id()
+        return self._select(self.select_max_notification_id_statement, ())[0][0]
+
     def originators_with_events(self, originator_ids: Sequence[Any]) -> set[Any]:
         """Which of these aggregates have any stored event: one indexed read for several ids."""
         if not originator_ids:
@@ -167,9 +256,11 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             f"SELECT DISTINCT originator_id FROM {self.events_table_name} "
             f"WHERE originator_id IN ({','.join('?' * len(keys))})"
         )
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(statement, list(keys))
-            return {keys[row["originator_id"]] for row in curs.fetchall()}
+        if self.datastore.pool.is_sqlite_memory_mode:
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(statement, list(keys))
+                return {keys[row["originator_id"]] for row in curs.fetchall()}
+        return {keys[row["originator_id"]] for row in self._select(statement, list(keys))}
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if self.datastore.pool.is_sqlite_memory_mode:
