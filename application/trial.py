@@ -21,7 +21,7 @@ from application.audit_queries import AuditQueries
 from application.casebook import CasebookQueries
 from application.locks import LockCommands
 from application.participant_list import status_of
-from application.ports import PasswordHasher
+from application.ports import ChangeCounter, PasswordHasher
 from application.queries import QueryCommands
 from application.repository import FastProcessingEvent, FastRepository
 from application.review import ReviewQueries
@@ -78,6 +78,10 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         #: set by the composition root: the read models (application.projections.ProjectionEngine)
         self.read_models: Any = None
         self._dummy_lock = threading.Lock()
+        # Who each token's user is, kept while no account has changed anywhere (see actor_for).
+        count_changes = getattr(self.recorder, "count_changes", None)
+        self._account_changes: ChangeCounter | None = count_changes(f"{User.TOPIC}.") if count_changes else None
+        self._actors: dict[str, tuple[int, Actor]] = {}
 
     # ------------------------------------------------------------------ plumbing
     def construct_repository(self) -> FastRepository:
@@ -320,18 +324,41 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         self.passwords.verify(self._dummy_hash, password)
 
     def actor_for(self, user_id: Any) -> Actor:
-        """The acting user as they are now, for the stamp of what they do (R3)."""
+        """The acting user as they are now, for the stamp of what they do (R3), refused once
+        deactivated or locked (R22, R24).
+
+        On a SQLite file every process that writes an account event (registration, role, site,
+        deactivation, lockout, login) moves a shared generation once that write has committed
+        (infrastructure.changecount). While it stays where it was when an account was last read
+        here, no account has changed anywhere, so the actor read then is still the actor now; once
+        it moves, or while such a write is in flight, the account is read again. Elsewhere (e.g.
+        PostgreSQL, where the writers may be other machines) it is read on every call."""
+        changes = self._account_changes
+        generation = changes.generation() if changes is not None else None
+        key = str(user_id)
+        if generation is not None:
+            hit = self._actors.get(key)
+            if hit is not None and hit[0] == generation:
+                return hit[1]
         try:
-            # fastforward_skipping: while another request is bringing this account up to date, use
-            # the cached copy rather than queue behind it (the account is re-read on the next call).
-            user = self.repository.get(parse_uuid(user_id, "user"), fastforward_skipping=True, deepcopy_from_cache=False)
+            # Without a generation to key a copy on, fastforward_skipping: while another request is
+            # bringing this account up to date, use the cached copy rather than queue behind it. With
+            # one, never: a copy that skipped a change must not be kept.
+            user = self.repository.get(
+                parse_uuid(user_id, "user"), fastforward_skipping=generation is None, deepcopy_from_cache=False
+            )
         except (AggregateNotFoundError, NotFound):
             raise AuthenticationFailed("unknown user") from None
         if not isinstance(user, User) or not user.active:
             raise AuthenticationFailed("this account is deactivated")
         if user.locked:
             raise AuthenticationFailed("this account is locked")
-        return user.as_actor()
+        actor = user.as_actor()
+        if generation is not None and changes.generation() == generation:  # nothing changed meanwhile
+            if len(self._actors) >= 10_000:
+                self._actors.clear()
+            self._actors[key] = (generation, actor)
+        return actor
 
     # ------------------------------------------------------------------ participants
     def _participant_for(self, actor: Actor, participant_id: Any, action: str) -> Participant:

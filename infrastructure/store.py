@@ -12,7 +12,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -35,6 +36,7 @@ from eventsourcing.sqlite import (
 )
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.changecount import ChangeCounter
 from infrastructure.filelock import ProcessLock
 
 APP_NAME = "trialaudit"
@@ -148,6 +150,26 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         self._leader_lock = threading.Lock()
         db_name = datastore.pool.db_name
         self._process_lock = None if datastore.pool.is_sqlite_memory_mode else ProcessLock(db_name + ".write-lock")
+        self._counters: dict[str, ChangeCounter] = {}
+
+    def count_changes(self, topic_prefix: str) -> ChangeCounter | None:
+        """A counter, shared by every process using this database file, of the committed writes that
+        store an event whose topic starts with ``topic_prefix`` (None for an in-memory database, whose
+        one process has nothing to share). Every writer of such events must ask for it, so that its
+        writes count: the application does so when it starts."""
+        if self._process_lock is None:
+            return None
+        counter = self._counters.get(topic_prefix)
+        if counter is None:
+            name = "".join(c if c.isalnum() else "-" for c in topic_prefix).strip("-")
+            counter = self._counters[topic_prefix] = ChangeCounter(f"{self.datastore.pool.db_name}.changes.{name}")
+        return counter
+
+    def _watched(self, batch: list[_PendingWrite]) -> list[ChangeCounter]:
+        return [
+            counter for prefix, counter in self._counters.items()
+            if any(e.topic.startswith(prefix) for pending in batch for e in pending.stored_events)
+        ]
 
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
@@ -282,8 +304,9 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         return pending.result
 
     def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        counters = self._watched(batch) if self._counters else []
         try:
-            with self._process_lock.hold(), self.datastore.get_connection(commit=True) as conn:
+            with self._process_lock.hold(), self._counting(counters), self.datastore.get_connection(commit=True) as conn:
                 sqlite_conn = conn._sqlite_conn
                 curs = conn.cursor()
                 try:
@@ -320,6 +343,18 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         finally:
             for pending in batch:
                 pending.done = True
+
+    @staticmethod
+    @contextmanager
+    def _counting(counters: list[ChangeCounter]) -> Iterator[None]:
+        """Around a transaction that stores watched events: readers see no generation until it ends."""
+        for counter in counters:
+            counter.begin()
+        try:
+            yield
+        finally:
+            for counter in counters:
+                counter.end()
 
     def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
         """Extension point, called in the storing transaction (the Merkle log overrides it)."""
