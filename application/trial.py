@@ -31,6 +31,8 @@ from application.visits import VisitCommands
 from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
 from domain.errors import AuthenticationFailed, Conflict, InvalidInput, Locked, NotFound, PermissionDenied, StaleVersion
+from domain.casebook import Casebook
+from domain.lock import StudyLock
 from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
 from domain.randomisation import RULE as ALLOCATION_RULE
 from domain.randomisation import AllocationSequence
@@ -78,9 +80,14 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         #: set by the composition root: the read models (application.projections.ProjectionEngine)
         self.read_models: Any = None
         self._dummy_lock = threading.Lock()
-        # Who each token's user is, kept while no account has changed anywhere (see actor_for).
+        # Shared generations of the accounts and of the lock holders (SQLite file stores): who each
+        # token's user is (actor_for), and which casebooks do not exist (LockCommands._before_save),
+        # are kept while nothing of that kind has changed anywhere.
         count_changes = getattr(self.recorder, "count_changes", None)
         self._account_changes: ChangeCounter | None = count_changes(f"{User.TOPIC}.") if count_changes else None
+        self._lock_changes: ChangeCounter | None = (
+            count_changes(f"{StudyLock.TOPIC}.", f"{Casebook.TOPIC}.") if count_changes else None
+        )
         self._actors: dict[str, tuple[int, Actor]] = {}
 
     # ------------------------------------------------------------------ plumbing

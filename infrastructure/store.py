@@ -150,25 +150,25 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         self._leader_lock = threading.Lock()
         db_name = datastore.pool.db_name
         self._process_lock = None if datastore.pool.is_sqlite_memory_mode else ProcessLock(db_name + ".write-lock")
-        self._counters: dict[str, ChangeCounter] = {}
+        self._counters: dict[tuple[str, ...], ChangeCounter] = {}
 
-    def count_changes(self, topic_prefix: str) -> ChangeCounter | None:
+    def count_changes(self, *topic_prefixes: str) -> ChangeCounter | None:
         """A counter, shared by every process using this database file, of the committed writes that
-        store an event whose topic starts with ``topic_prefix`` (None for an in-memory database, whose
-        one process has nothing to share). Every writer of such events must ask for it, so that its
-        writes count: the application does so when it starts."""
+        store an event whose topic starts with one of ``topic_prefixes`` (None for an in-memory
+        database, whose one process has nothing to share). Every writer of such events must ask for
+        it, so that its writes count: the application does so when it starts."""
         if self._process_lock is None:
             return None
-        counter = self._counters.get(topic_prefix)
+        counter = self._counters.get(topic_prefixes)
         if counter is None:
-            name = "".join(c if c.isalnum() else "-" for c in topic_prefix).strip("-")
-            counter = self._counters[topic_prefix] = ChangeCounter(f"{self.datastore.pool.db_name}.changes.{name}")
+            name = "+".join("".join(c if c.isalnum() else "-" for c in p).strip("-") for p in topic_prefixes)
+            counter = self._counters[topic_prefixes] = ChangeCounter(f"{self.datastore.pool.db_name}.changes.{name}")
         return counter
 
     def _watched(self, batch: list[_PendingWrite]) -> list[ChangeCounter]:
         return [
-            counter for prefix, counter in self._counters.items()
-            if any(e.topic.startswith(prefix) for pending in batch for e in pending.stored_events)
+            counter for prefixes, counter in self._counters.items()
+            if any(e.topic.startswith(prefixes) for pending in batch for e in pending.stored_events)
         ]
 
     def construct_create_table_statements(self) -> list[str]:

@@ -1,8 +1,10 @@
-"""Who a token's user is may be kept between requests only while no account has changed anywhere.
+"""What a worker keeps between commands (who a token's user is, which lock holders do not exist) may be
+kept only while nothing of that kind has changed anywhere.
 
 A second TrialApplication on the same SQLite file stands for another API worker (it shares nothing
 with the first but the file and its shared change counter); a subprocess checks the same across
-real processes. Deactivation, a new role or site, and a lockout must bite at once (R22, R23, R24).
+real processes. Deactivation, a new role or site, a lockout (R22, R23, R24) and a casebook or study
+lock (R34) must bite at once.
 """
 
 from __future__ import annotations
@@ -10,18 +12,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 
 from api.cli import cli_actor
 from api.container import build, setup_store
-from domain.errors import AuthenticationFailed
+from domain.errors import AuthenticationFailed, Locked
 from infrastructure.changecount import ChangeCounter
 from infrastructure.tokens import TokenError, TokenService
 from tests.conftest import PASSWORD
 
 REPO = Path(__file__).resolve().parents[2]
+REASON = "transcription error; see clinic note"
 
 
 @pytest.fixture
@@ -137,3 +141,35 @@ def test_memory_store_reads_the_account_every_time(make_settings):
     finally:
         svc.close()
 
+
+
+def _screen(app, actor) -> str:
+    return app.screen_participant(actor, screening_number=f"S-{uuid.uuid4().hex[:8]}", site="MINSK", sex="F",
+                                  birth_year=1970)["id"]
+
+
+def test_a_casebook_or_study_lock_made_by_another_worker_bites_at_once_R34(two_workers):
+    """Worker one remembers that no casebook or study lock exists; a lock made by worker two must
+    still refuse worker one's next correction (409), and an unlock must let it through again."""
+    one, two, _ = two_workers
+    inv = one.actor_for(_register(one, "inv1")["id"])
+    dm = two.actor_for(_register(two, "dm1", "data_manager", "*")["id"])
+    pid = _screen(one, inv)
+    one.correct_participant(inv, pid, field="birth_year", new_value=1971, reason=REASON)  # absence remembered
+    reads = []
+    probe = one.recorder.originators_with_events
+    one.recorder.originators_with_events = lambda ids: reads.append(ids) or probe(ids)
+    one.correct_participant(inv, pid, field="birth_year", new_value=1972, reason=REASON)
+    assert reads == []  # nothing asked: the lock holders were known to be absent
+
+    two.lock_participant(dm, pid, reason="data cleaning finished")
+    with pytest.raises(Locked):
+        one.correct_participant(inv, pid, field="birth_year", new_value=1973, reason=REASON)
+    two.unlock_participant(dm, pid, reason="query raised by the monitor")
+    one.correct_participant(inv, pid, field="birth_year", new_value=1973, reason=REASON)
+
+    other = _screen(one, inv)
+    one.correct_participant(inv, other, field="birth_year", new_value=1971, reason=REASON)
+    two.lock_study(dm, reason="database lock before final analysis")
+    with pytest.raises(Locked):
+        one.correct_participant(inv, other, field="birth_year", new_value=1972, reason=REASON)
