@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -55,9 +56,13 @@ def create_app(services: Services | None = None) -> FastAPI:
         # Fewer threads than anyio's default 40: past a handful, threads only contend for the GIL
         # (the SQLite group commit still gathers every waiting command into one COMMIT).
         anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.services.settings.threads
+        # The fast path's commands run in a plain executor of the same size (api/fastpath.py).
+        app.state.command_threads = ThreadPoolExecutor(app.state.services.settings.threads, thread_name_prefix="command")
         try:
             yield
         finally:
+            app.state.command_threads.shutdown(wait=True)
+            app.state.command_threads = None
             if owned:
                 app.state.services.close()
 

@@ -5,7 +5,8 @@ request and exit stacks) cost more CPU per audited correction than the command i
 commands listed in ``create_app`` this ASGI middleware does only what those routes need, with
 the route's own pieces: it matches the route's path template, reads the JSON body, resolves the
 bearer token with ``api.deps.current_actor``, validates the body with the route's own pydantic
-model, and calls the route's own endpoint function in the same thread pool. Errors raised by the
+model, and calls the route's own endpoint function in a thread pool of ``settings.threads``
+threads of its own (``app.state.command_threads``, made by the app's lifespan). Errors raised by the
 endpoint or by the authentication go to the app's own exception handlers, so they answer exactly
 as through the route.
 
@@ -18,6 +19,9 @@ see it unchanged, and what the middleware does for a request is what the route w
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import inspect
 import re
 import typing
@@ -154,7 +158,12 @@ class FastCommands:
                 return
             kwargs: dict[str, Any] = {**path_params, p.body_name: model, p.actor_name: actor,
                                       p.services_name: app.state.services}
-            response = await run_in_threadpool(p.endpoint, **kwargs)
+            threads = getattr(app.state, "command_threads", None)
+            if threads is None:
+                response = await run_in_threadpool(p.endpoint, **kwargs)
+            else:  # a plain executor: about 30 us less CPU per hop than anyio's worker threads
+                call = functools.partial(contextvars.copy_context().run, p.endpoint, **kwargs)
+                response = await asyncio.get_running_loop().run_in_executor(threads, call)
             if not isinstance(response, Response):  # its response_model would shape it: not served here
                 raise TypeError(f"{p.endpoint.__qualname__} must return a Response to be served by the fast path")
         except Exception as exc:
