@@ -12,8 +12,8 @@ as through the route.
 
 Anything that is not the plain case goes through FastAPI as before, with the body it sent: a
 body that is not a JSON object, a content type other than JSON, a body that fails validation
-(FastAPI answers the 422 with every field path), a request without a bearer token, or any
-dependency override. The route stays the contract: OpenAPI, schemathesis and every other client
+(FastAPI answers the 422 with every field path), a request without a bearer token, a repeated
+Content-Type or Authorization header, or any dependency override. The route stays the contract: OpenAPI, schemathesis and every other client
 see it unchanged, and what the middleware does for a request is what the route would have done.
 """
 
@@ -127,13 +127,16 @@ class FastCommands:
     async def _serve(self, p: _Plan, path_params: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         app = scope.get("app")
         content_type = authorization = None
+        repeated = False
         for key, value in scope["headers"]:
             if key == b"content-type":
+                repeated = repeated or content_type is not None
                 content_type = value
             elif key == b"authorization":
+                repeated = repeated or authorization is not None
                 authorization = value
         if (app is None or getattr(app, "dependency_overrides", None) or not _is_json(content_type)
-                or authorization is None):
+                or authorization is None or repeated):
             await self.app(scope, receive, send)
             return
         body, disconnected = await _read_body(receive)

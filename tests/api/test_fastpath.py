@@ -118,6 +118,8 @@ def test_errors_answer_exactly_as_through_the_route_R5_R23(client, slow_client, 
         headers = dict(kwargs.pop("as", h))
         headers.update(kwargs.pop("headers_extra", {}))
         _same(client, slow_client, "POST", kwargs.pop("path", path), headers=headers, **kwargs)
+    repeated = [("Authorization", "Bearer forged.token"), ("Authorization", h["Authorization"])]
+    _same(client, slow_client, "POST", path, headers=repeated, json=good)  # FastAPI reads the first
     # none of them changed anything
     assert client.get(f"/participants/{pid}", headers=h).json()["version"] == 1
 
