@@ -154,13 +154,17 @@ class FastCommands:
         request = Request(scope, replay, send)
         try:
             actor = await current_actor(request, await _bearer(request))
-            try:
-                model = p.body_model.model_validate(data)
-            except ValidationError:
-                await self.app(scope, replay, send)  # the 422 with every field path, from FastAPI
-                return
-            kwargs: dict[str, Any] = {**path_params, p.body_name: model, p.actor_name: actor,
-                                      p.services_name: app.state.services}
+        except Exception as exc:
+            await (await _error_response(app, request, exc))(scope, replay, send)
+            return
+        try:
+            model = p.body_model.model_validate(data)
+        except ValidationError:
+            await self.app(scope, replay, send)  # the 422 with every field path, from FastAPI
+            return
+        kwargs: dict[str, Any] = {**path_params, p.body_name: model, p.actor_name: actor,
+                                  p.services_name: app.state.services}
+        try:
             threads = getattr(app.state, "command_threads", None)
             if threads is None:
                 response = await run_in_threadpool(p.endpoint, **kwargs)
@@ -170,14 +174,19 @@ class FastCommands:
             if not isinstance(response, Response):  # its response_model would shape it: not served here
                 raise TypeError(f"{p.endpoint.__qualname__} must return a Response to be served by the fast path")
         except Exception as exc:
-            handler = _handler_for(app, exc)
-            if handler is None:
-                raise  # as through the route: the error middleware answers 500
-            if inspect.iscoroutinefunction(handler):
-                response = await handler(request, exc)
-            else:
-                response = await run_in_threadpool(handler, request, exc)
+            response = await _error_response(app, request, exc)
         await response(scope, replay, send)
+
+
+async def _error_response(app: Any, request: Request, exc: Exception) -> Response:
+    """What the app's exception handler answers for ``exc``; re-raised when it has none, so that the
+    error middleware answers 500 as it would through the route."""
+    handler = _handler_for(app, exc)
+    if handler is None:
+        raise exc
+    if inspect.iscoroutinefunction(handler):
+        return await handler(request, exc)
+    return await run_in_threadpool(handler, request, exc)
 
 
 def _handler_for(app: Any, exc: Exception) -> Callable | None:

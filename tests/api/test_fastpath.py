@@ -157,3 +157,23 @@ def test_a_deactivated_user_is_refused_on_the_fast_path_R22(client, login, add_u
     assert r.status_code == 200, r.text
     r = client.post(f"/participants/{pid}/corrections", json={**body, "new_value": 1972}, headers=h)
     assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_an_unexpected_error_answers_500_as_through_the_route(services, login, client):
+    h = login("inv1", "investigator")
+    pid = _screen(client, h)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    services.app.correct_participant = broken
+    body = {"field": "birth_year", "new_value": 1971, "reason": REASON}
+    fast_app = create_app(services)
+    slow_app = create_app(services)
+    slow_app.user_middleware = [m for m in slow_app.user_middleware if m.cls is not FastCommands]
+    with TestClient(fast_app, raise_server_exceptions=False) as fast, \
+            TestClient(slow_app, raise_server_exceptions=False) as slow:
+        a = fast.post(f"/participants/{pid}/corrections", json=body, headers=h)
+        b = slow.post(f"/participants/{pid}/corrections", json=body, headers=h)
+    assert a.status_code == b.status_code == 500
+    assert a.content == b.content

@@ -133,7 +133,8 @@ def test_a_remembered_token_still_expires():
         tokens.verify(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], now=1001.0)
 
 
-def test_memory_store_reads_the_account_every_time(make_settings):
+def test_memory_store_reads_the_account_every_time(make_settings, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its read models are a file named after it, in the working directory
     settings = make_settings("sqlite:///:memory:")
     svc = build(settings, create_tables=True, follow=False)
     try:
