@@ -138,8 +138,10 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
 
     With synchronous=FULL every COMMIT waits for an fsync (about 1 ms on the machines here), which
     caps one-transaction-per-command at the disk's sync rate. Commands that arrive while a commit
-    is in flight are queued; the next leader writes all of them in ONE transaction, each inside its
-    own SAVEPOINT, so a conflict in one command rolls back only that command. Every caller returns
+    is in flight (in this process or, through the cross-process lock, in another) are queued; the
+    next leader writes all of them in ONE transaction. If one of them fails (a conflict), that
+    transaction is rolled back and the batch written again with each command in its own SAVEPOINT,
+    so the conflict refuses only that command. Every caller returns
     only after the COMMIT that contains its events is durable, so no acknowledged write is lost.
     """
 
@@ -295,35 +297,46 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             self._queue.append(pending)
         with self._leader_lock:
             if not pending.done:
-                with self._queue_lock:
-                    batch = list(self._queue)
-                    self._queue.clear()
-                self._commit_batch(batch)
+                self._commit_queued()
         if pending.error is not None:
             raise pending.error
         return pending.result
 
+    def _take_queue(self) -> list[_PendingWrite]:
+        with self._queue_lock:
+            batch = list(self._queue)
+            self._queue.clear()
+        return batch
+
+    def _commit_queued(self) -> None:
+        """As leader: commit every queued write in one transaction.
+
+        The queue is taken only once the store's cross-process write lock is held, so the writes
+        that arrive while another process commits (an fsync each) join this commit instead of
+        waiting for the next one: fewer commits, each carrying more commands."""
+        batch: list[_PendingWrite] = []
+        try:
+            with self._process_lock.hold():
+                batch = self._take_queue()
+                self._commit_batch(batch)  # marks every write of the batch done, with its result or error
+        except BaseException as e:
+            if not batch:  # the lock could not be taken: nothing was written; refuse what is queued
+                batch = self._take_queue()
+            for pending in batch:
+                if not pending.done:
+                    pending.error, pending.result, pending.done = e, None, True
+
     def _commit_batch(self, batch: list[_PendingWrite]) -> None:
         counters = self._watched(batch) if self._counters else []
         try:
-            with self._process_lock.hold(), self._counting(counters), self.datastore.get_connection(commit=True) as conn:
+            with self._counting(counters), self.datastore.get_connection(commit=True) as conn:
                 sqlite_conn = conn._sqlite_conn
                 curs = conn.cursor()
                 try:
                     curs.execute("BEGIN IMMEDIATE")
-                    for pending in batch:
-                        curs.execute("SAVEPOINT command")
-                        try:
-                            ids = self._insert_events(curs, pending.stored_events, **pending.kwargs)
-                            self._seal(curs, pending.stored_events, ids or [])
-                        except sqlite3.Error as e:
-                            curs.execute("ROLLBACK TO command")
-                            curs.execute("RELEASE command")
-                            self._seal_rolled_back()
-                            pending.error = _persistence_error(e)
-                        else:
-                            curs.execute("RELEASE command")
-                            pending.result = ids
+                    if not self._write_together(curs, sqlite_conn, batch):
+                        curs.execute("BEGIN IMMEDIATE")
+                        self._write_each(curs, batch)
                     sqlite_conn.commit()
                 except BaseException:
                     try:
@@ -343,6 +356,47 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         finally:
             for pending in batch:
                 pending.done = True
+
+    def _write_together(self, curs: Any, sqlite_conn: sqlite3.Connection, batch: list[_PendingWrite]) -> bool:
+        """Write every command of the batch in the open transaction. On a database error (usually a
+        conflict: another command took the same aggregate version) roll the whole transaction back and
+        return False, for ``_write_each`` to find which command failed.
+
+        Every statement here gives up the GIL and must win it back from the process's other threads
+        while this process holds the store's cross-process write lock; a SAVEPOINT and a RELEASE
+        around each command, as ``_write_each`` has, made the lock's hold (and so every process's
+        wait) longer for a conflict that almost never happens."""
+        results = []
+        try:
+            for pending in batch:
+                ids = self._insert_events(curs, pending.stored_events, **pending.kwargs)
+                self._seal(curs, pending.stored_events, ids or [])
+                results.append(ids)
+        except sqlite3.Error:
+            try:
+                sqlite_conn.rollback()
+            finally:
+                self._seal_rolled_back()
+            return False
+        for pending, ids in zip(batch, results):
+            pending.result = ids
+        return True
+
+    def _write_each(self, curs: Any, batch: list[_PendingWrite]) -> None:
+        """Each command in a SAVEPOINT of its own: a failing one is rolled back alone and refused."""
+        for pending in batch:
+            curs.execute("SAVEPOINT command")
+            try:
+                ids = self._insert_events(curs, pending.stored_events, **pending.kwargs)
+                self._seal(curs, pending.stored_events, ids or [])
+            except sqlite3.Error as e:
+                curs.execute("ROLLBACK TO command")
+                curs.execute("RELEASE command")
+                self._seal_rolled_back()
+                pending.error = _persistence_error(e)
+            else:
+                curs.execute("RELEASE command")
+                pending.result = ids
 
     @staticmethod
     @contextmanager
