@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.container import Services, build
+from api.fastpath import FastCommand, FastCommands
 from api.routers import (
     adverse_events,
     audit,
@@ -54,9 +56,13 @@ def create_app(services: Services | None = None) -> FastAPI:
         # Fewer threads than anyio's default 40: past a handful, threads only contend for the GIL
         # (the SQLite group commit still gathers every waiting command into one COMMIT).
         anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.services.settings.threads
+        # The fast path's commands run in a plain executor of the same size (api/fastpath.py).
+        app.state.command_threads = ThreadPoolExecutor(app.state.services.settings.threads, thread_name_prefix="command")
         try:
             yield
         finally:
+            app.state.command_threads.shutdown(wait=True)
+            app.state.command_threads = None
             if owned:
                 app.state.services.close()
 
@@ -76,4 +82,13 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router)
+    # The audited commands sent most often take the lean way in (api/fastpath.py); their routes
+    # above remain the contract and serve every request that is not the plain case.
+    app.add_middleware(FastCommands, commands=FAST_COMMANDS)
     return app
+
+
+FAST_COMMANDS = [
+    FastCommand.of(participants.router, participants.correct),
+    FastCommand.of(adverse_events.router, adverse_events.correct),
+]

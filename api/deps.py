@@ -29,7 +29,8 @@ async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    """The authenticated user as they are now (re-read on every request, so deactivation bites at once)."""
+    """The authenticated user as they are now: deactivation, a new role or site bite at once (the
+    account is re-read whenever any account changed, see TrialApplication.actor_for)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("a bearer token is required; get one at POST /auth/token")
     svc: Services = request.app.state.services
@@ -39,7 +40,7 @@ async def current_actor(
         raise AuthenticationFailed(str(e)) from None
     if svc.settings.is_postgres:  # a network round trip: never on the event loop
         return await run_in_threadpool(svc.app.actor_for, user_id)
-    # SQLite: a local indexed read of a cached account, cheaper than the hop to a thread
+    # SQLite: the actor kept since the last account change, or a local indexed read: cheaper than a hop to a thread
     return svc.app.actor_for(user_id)
 
 

@@ -118,11 +118,25 @@ class LockCommands:
             return None
 
     def _existing_many(self: Any, aggregate_ids: Sequence[Any]) -> dict[Any, Any]:
-        """Each aggregate or None, asking the store once which of them exist at all."""
+        """Each lock holder (study lock, casebook) or None, asking the store once which exist at all.
+
+        Most never exist. Where the store keeps a shared generation of the lock holders' events
+        (``_lock_changes``, moved by every process once such a write has committed), the ids found
+        absent are remembered with it and not asked for again until it moves: a holder cannot come
+        into being without moving it. As before, a lock committed after this check and before the
+        command's own commit is ordered after the command by the database."""
         probe = getattr(self.recorder, "originators_with_events", None)
         if probe is None:
             return {i: self._existing(i) for i in aggregate_ids}
-        present = probe(aggregate_ids)
+        changes = getattr(self, "_lock_changes", None)
+        generation = changes.generation() if changes is not None else None
+        absent: set[Any] = set()
+        if generation is not None:
+            kept = getattr(self, "_absent_lock_holders", None)
+            if kept is not None and kept[0] == generation:
+                absent = kept[1]
+        unknown = [i for i in aggregate_ids if i not in absent]
+        present = probe(unknown) if unknown else set()
         found: dict[Any, Any] = {}
         for aggregate_id in aggregate_ids:
             found[aggregate_id] = None
@@ -131,6 +145,14 @@ class LockCommands:
                     found[aggregate_id] = self.repository.get(aggregate_id)
                 except AggregateNotFoundError:
                     pass
+        newly_absent = [i for i in unknown if i not in present]
+        if newly_absent and generation is not None and changes.generation() == generation:
+            if len(absent) >= 100_000:
+                absent = set()
+            if absent:
+                absent.update(newly_absent)  # the set kept for this generation (set.update is atomic)
+            else:
+                self._absent_lock_holders = (generation, set(newly_absent))
         return found
 
     def _refuse_if_locked(self: Any, participant_id: str, what: str, visit: Visit | None = None) -> None:

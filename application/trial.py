@@ -21,8 +21,9 @@ from application.audit_queries import AuditQueries
 from application.casebook import CasebookQueries
 from application.locks import LockCommands
 from application.participant_list import status_of
-from application.ports import PasswordHasher
+from application.ports import ChangeCounter, PasswordHasher
 from application.queries import QueryCommands
+from application.repository import FastProcessingEvent, FastRepository
 from application.review import ReviewQueries
 from application.signatures import SignatureCommands
 from application.views import event_view, participant_view, user_view
@@ -31,6 +32,8 @@ from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
 from domain.export import ExportRecord  # noqa: F401 (its pinned topics must resolve in every process that reads the log)
 from domain.errors import AuthenticationFailed, Conflict, InvalidInput, Locked, NotFound, PermissionDenied, StaleVersion
+from domain.casebook import Casebook
+from domain.lock import StudyLock
 from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
 from domain.randomisation import RULE as ALLOCATION_RULE
 from domain.randomisation import AllocationSequence
@@ -78,8 +81,33 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         #: set by the composition root: the read models (application.projections.ProjectionEngine)
         self.read_models: Any = None
         self._dummy_lock = threading.Lock()
+        # Shared generations of the accounts and of the lock holders (SQLite file stores): who each
+        # token's user is (actor_for), and which casebooks do not exist (LockCommands._before_save),
+        # are kept while nothing of that kind has changed anywhere.
+        count_changes = getattr(self.recorder, "count_changes", None)
+        self._account_changes: ChangeCounter | None = count_changes(f"{User.TOPIC}.") if count_changes else None
+        self._lock_changes: ChangeCounter | None = (
+            count_changes(f"{StudyLock.TOPIC}.", f"{Casebook.TOPIC}.") if count_changes else None
+        )
+        self._actors: dict[str, tuple[int, Actor]] = {}
 
     # ------------------------------------------------------------------ plumbing
+    def construct_repository(self) -> FastRepository:
+        """The library's repository, configured by the library from the env, with a leaner ``get``."""
+        repository = super().construct_repository()
+        repository.__class__ = FastRepository  # a subclass that only overrides get(): no state to convert
+        return repository
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
+        """``Application.save`` step for step, collecting events without the library's Protocol checks."""
+        processing_event = FastProcessingEvent()
+        processing_event.collect_events(*objs, **kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, kept for parity
+        return recordings
+
     def add_saved_listener(self, listener: Callable[[list[Recording]], None]) -> None:
         """Called after each successful save (projections catch up from here)."""
         self._saved_listeners.append(listener)
@@ -304,18 +332,41 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         self.passwords.verify(self._dummy_hash, password)
 
     def actor_for(self, user_id: Any) -> Actor:
-        """The acting user as they are now, for the stamp of what they do (R3)."""
+        """The acting user as they are now, for the stamp of what they do (R3), refused once
+        deactivated or locked (R22, R24).
+
+        On a SQLite file every process that writes an account event (registration, role, site,
+        deactivation, lockout, login) moves a shared generation once that write has committed
+        (infrastructure.changecount). While it stays where it was when an account was last read
+        here, no account has changed anywhere, so the actor read then is still the actor now; once
+        it moves, or while such a write is in flight, the account is read again. Elsewhere (e.g.
+        PostgreSQL, where the writers may be other machines) it is read on every call."""
+        changes = self._account_changes
+        generation = changes.generation() if changes is not None else None
+        key = str(user_id)
+        if generation is not None:
+            hit = self._actors.get(key)
+            if hit is not None and hit[0] == generation:
+                return hit[1]
         try:
-            # fastforward_skipping: while another request is bringing this account up to date, use
-            # the cached copy rather than queue behind it (the account is re-read on the next call).
-            user = self.repository.get(parse_uuid(user_id, "user"), fastforward_skipping=True, deepcopy_from_cache=False)
+            # Without a generation to key a copy on, fastforward_skipping: while another request is
+            # bringing this account up to date, use the cached copy rather than queue behind it. With
+            # one, never: a copy that skipped a change must not be kept.
+            user = self.repository.get(
+                parse_uuid(user_id, "user"), fastforward_skipping=generation is None, deepcopy_from_cache=False
+            )
         except (AggregateNotFoundError, NotFound):
             raise AuthenticationFailed("unknown user") from None
         if not isinstance(user, User) or not user.active:
             raise AuthenticationFailed("this account is deactivated")
         if user.locked:
             raise AuthenticationFailed("this account is locked")
-        return user.as_actor()
+        actor = user.as_actor()
+        if generation is not None and changes.generation() == generation:  # nothing changed meanwhile
+            if len(self._actors) >= 10_000:
+                self._actors.clear()
+            self._actors[key] = (generation, actor)
+        return actor
 
     # ------------------------------------------------------------------ participants
     def _participant_for(self, actor: Actor, participant_id: Any, action: str) -> Participant:

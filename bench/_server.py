@@ -30,6 +30,20 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """``cpu_seconds`` of a process plus its live descendants (Linux; a worker that exited is not counted)."""
+    total = cpu_seconds(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        total += tree_cpu_seconds(int(child)) or 0.0
+    return total
+
+
 class Server:
     """Runs ``python -m api.cli serve`` (the ``trialaudit serve`` entry point: set-up, then uvicorn with
     uvloop/httptools when installed, one process) with ``env`` added to the environment."""
@@ -83,7 +97,8 @@ class Server:
         return self.proc.pid
 
     def cpu_seconds(self) -> float | None:
-        return cpu_seconds(self.proc.pid)
+        """CPU time of the server and its worker processes (uvicorn's supervisor does little itself)."""
+        return tree_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """SIGTERM (uvicorn shuts down gracefully), then SIGKILL to the process group if it lingers."""

@@ -129,15 +129,15 @@ def http_run(server: Server, token: str, ids: list[str], wd: Path, name: str, *,
 
 @contextmanager
 def profiled(pid: int, out: Path | None, duration: float, *, gil: bool = False) -> Iterator[None]:
-    """Attach py-spy to the server for the run (non-blocking sampling of all threads; with ``gil``, only
-    the thread holding the GIL: where the serialised Python time goes)."""
+    """Attach py-spy to the server and its worker processes for the run (non-blocking sampling of all
+    threads; with ``gil``, only the thread holding the GIL: where the serialised Python time goes)."""
     if out is None:
         yield
         return
     fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(out.suffix, "raw")
     extra = ["--gil"] if gil else []
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(duration) + 1), "--rate", "200",
+    proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(duration) + 1), "--rate", "200",
                              "--format", fmt, "--output", str(out), "--threads", "--nonblocking", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)

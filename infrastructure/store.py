@@ -12,7 +12,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -24,6 +25,7 @@ from eventsourcing.persistence import (
     DatabaseError,
     IntegrityError,
     InterfaceError,
+    Notification,
     OperationalError,
     StoredEvent,
 )
@@ -37,6 +39,7 @@ from eventsourcing.sqlite import (
 )
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.changecount import ChangeCounter
 from infrastructure.filelock import ProcessLock
 
 APP_NAME = "trialaudit"
@@ -160,11 +163,13 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
 
     With synchronous=FULL every COMMIT waits for an fsync (about 1 ms on the machines here), which
     caps one-transaction-per-command at the disk's sync rate. Commands that arrive while a commit
-    is in flight are queued; the next leader writes all of them in ONE transaction, each inside its
-    own SAVEPOINT, so a conflict in one command rolls back only that command. The events the batch
-    keeps are then sealed together (``_seal``, once per transaction). Every caller returns only after
-    the COMMIT that contains its events is durable, so no acknowledged write is lost; if the
-    transaction fails as a whole, every command of the batch gets the error.
+    is in flight (in this process or, through the cross-process lock, in another) are queued; the
+    next leader writes all of them in ONE transaction and seals the events together (``_seal``, once
+    per transaction). If one of them fails (a conflict), that transaction is rolled back and the
+    batch written again with each command in its own SAVEPOINT, so the conflict refuses only that
+    command. Every caller returns only after the COMMIT that contains its events is durable, so no
+    acknowledged write is lost; if the transaction fails as a whole, every command of the batch gets
+    the error.
     """
 
     def __init__(self, datastore, events_table_name: str = "stored_events"):
@@ -174,6 +179,26 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         self._leader_lock = threading.Lock()
         db_name = datastore.pool.db_name
         self._process_lock = None if datastore.pool.is_sqlite_memory_mode else ProcessLock(db_name + ".write-lock")
+        self._counters: dict[tuple[str, ...], ChangeCounter] = {}
+
+    def count_changes(self, *topic_prefixes: str) -> ChangeCounter | None:
+        """A counter, shared by every process using this database file, of the committed writes that
+        store an event whose topic starts with one of ``topic_prefixes`` (None for an in-memory
+        database, whose one process has nothing to share). Every writer of such events must ask for
+        it, so that its writes count: the application does so when it starts."""
+        if self._process_lock is None:
+            return None
+        counter = self._counters.get(topic_prefixes)
+        if counter is None:
+            name = "+".join("".join(c if c.isalnum() else "-" for c in p).strip("-") for p in topic_prefixes)
+            counter = self._counters[topic_prefixes] = ChangeCounter(f"{self.datastore.pool.db_name}.changes.{name}")
+        return counter
+
+    def _watched(self, batch: list[_PendingWrite]) -> list[ChangeCounter]:
+        return [
+            counter for prefixes, counter in self._counters.items()
+            if any(e.topic.startswith(prefixes) for pending in batch for e in pending.stored_events)
+        ]
 
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
@@ -185,6 +210,94 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE refused'); END",
         ]
 
+    # ------------------------------------------------------------------ reads
+    # The library wraps every read in BEGIN ... ROLLBACK. Each read here is ONE SELECT, and in
+    # autocommit mode one statement already reads one consistent snapshot of the database, so the
+    # two extra statements only cost time: about 50 of the 65 microseconds of a fast-forward read
+    # that finds nothing new, and a command makes three such reads (its user, its participant, the
+    # lock holders). The in-memory store keeps the library's path (its pool interlocks readers and
+    # writers).
+    def _select(self, statement: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            with self.datastore.get_connection(commit=False) as conn:
+                cursor = conn._sqlite_conn.execute(statement, params)
+                try:
+                    return cursor.fetchall()
+                finally:
+                    cursor.close()
+        except sqlite3.Error as e:
+            raise _persistence_error(e) from e
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        key = originator_id.hex if isinstance(originator_id, UUID) else originator_id
+        statement = self.select_events_statement
+        params: list[Any] = [key]
+        if gt is not None:
+            statement += "AND originator_version>? "
+            params.append(gt)
+        if lte is not None:
+            statement += "AND originator_version<=? "
+            params.append(lte)
+        statement += "ORDER BY originator_version DESC " if desc else "ORDER BY originator_version ASC "
+        if limit is not None:
+            statement += "LIMIT ? "
+            params.append(limit)
+        rows = self._select(statement, params)
+        if not rows:
+            return []
+        oid = self.convert_originator_id(rows[0]["originator_id"])  # every row has the same id
+        return [
+            StoredEvent(originator_id=oid, originator_version=row["originator_version"], topic=row["topic"], state=row["state"])
+            for row in rows
+        ]
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return super().select_notifications(start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            clauses.append("rowid>=?" if inclusive_of_start else "rowid>?")
+            params.append(start)
+        if stop is not None:
+            clauses.append("rowid<=?")
+            params.append(stop)
+        if topics:
+            clauses.append(f"topic IN ({','.join('?' * len(topics))})")
+            params.extend(topics)
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        params.append(limit)
+        rows = self._select(f"SELECT rowid, * FROM {self.events_table_name} {where}ORDER BY rowid LIMIT ?", params)
+        convert = self.convert_originator_id
+        return [
+            Notification(id=row["rowid"], originator_id=convert(row["originator_id"]),
+                         originator_version=row["originator_version"], topic=row["topic"], state=row["state"])
+            for row in rows
+        ]
+
+    def max_notification_id(self) -> int:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return super().max_notification_id()
+        return self._select(self.select_max_notification_id_statement, ())[0][0]
+
     def originators_with_events(self, originator_ids: Sequence[Any]) -> set[Any]:
         """Which of these aggregates have any stored event: one indexed read for several ids."""
         if not originator_ids:
@@ -194,9 +307,11 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             f"SELECT DISTINCT originator_id FROM {self.events_table_name} "
             f"WHERE originator_id IN ({','.join('?' * len(keys))})"
         )
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(statement, list(keys))
-            return {keys[row["originator_id"]] for row in curs.fetchall()}
+        if self.datastore.pool.is_sqlite_memory_mode:
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(statement, list(keys))
+                return {keys[row["originator_id"]] for row in curs.fetchall()}
+        return {keys[row["originator_id"]] for row in self._select(statement, list(keys))}
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if self.datastore.pool.is_sqlite_memory_mode:
@@ -213,38 +328,46 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             self._queue.append(pending)
         with self._leader_lock:
             if not pending.done:
-                with self._queue_lock:
-                    batch = list(self._queue)
-                    self._queue.clear()
-                self._commit_batch(batch)
+                self._commit_queued()
         if pending.error is not None:
             raise pending.error
         return pending.result
 
-    def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+    def _take_queue(self) -> list[_PendingWrite]:
+        with self._queue_lock:
+            batch = list(self._queue)
+            self._queue.clear()
+        return batch
+
+    def _commit_queued(self) -> None:
+        """As leader: commit every queued write in one transaction.
+
+        The queue is taken only once the store's cross-process write lock is held, so the writes
+        that arrive while another process commits (an fsync each) join this commit instead of
+        waiting for the next one: fewer commits, each carrying more commands."""
+        batch: list[_PendingWrite] = []
         try:
-            with self._process_lock.hold(), self.datastore.get_connection(commit=True) as conn:
+            with self._process_lock.hold():
+                batch = self._take_queue()
+                self._commit_batch(batch)  # marks every write of the batch done, with its result or error
+        except BaseException as e:
+            if not batch:  # the lock could not be taken: nothing was written; refuse what is queued
+                batch = self._take_queue()
+            for pending in batch:
+                if not pending.done:
+                    pending.error, pending.result, pending.done = e, None, True
+
+    def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        counters = self._watched(batch) if self._counters else []
+        try:
+            with self._counting(counters), self.datastore.get_connection(commit=True) as conn:
                 sqlite_conn = conn._sqlite_conn
                 curs = conn.cursor()
                 try:
                     curs.execute("BEGIN IMMEDIATE")
-                    stored: list[StoredEvent] = []
-                    stored_ids: list[int] = []
-                    for pending in batch:
-                        curs.execute("SAVEPOINT command")
-                        try:
-                            ids = self._insert_events(curs, pending.stored_events, **pending.kwargs)
-                        except sqlite3.Error as e:
-                            curs.execute("ROLLBACK TO command")
-                            curs.execute("RELEASE command")
-                            pending.error = _persistence_error(e)
-                        else:
-                            curs.execute("RELEASE command")
-                            pending.result = ids
-                            stored += pending.stored_events
-                            stored_ids += ids or []
-                    # the events the batch keeps, sealed together: one pass over the tree, one INSERT each
-                    self._seal(curs, stored, stored_ids)
+                    if not self._write_together(curs, sqlite_conn, batch):
+                        curs.execute("BEGIN IMMEDIATE")
+                        self._write_each(curs, batch)
                     sqlite_conn.commit()
                 except BaseException:
                     try:
@@ -264,6 +387,68 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         finally:
             for pending in batch:
                 pending.done = True
+
+    def _write_together(self, curs: Any, sqlite_conn: sqlite3.Connection, batch: list[_PendingWrite]) -> bool:
+        """Write every command of the batch in the open transaction. On a database error (usually a
+        conflict: another command took the same aggregate version) roll the whole transaction back and
+        return False, for ``_write_each`` to find which command failed.
+
+        Every statement here gives up the GIL and must win it back from the process's other threads
+        while this process holds the store's cross-process write lock; a SAVEPOINT and a RELEASE
+        around each command, as ``_write_each`` has, made the lock's hold (and so every process's
+        wait) longer for a conflict that almost never happens."""
+        results = []
+        stored: list[StoredEvent] = []
+        stored_ids: list[int] = []
+        try:
+            for pending in batch:
+                ids = self._insert_events(curs, pending.stored_events, **pending.kwargs)
+                results.append(ids)
+                stored += pending.stored_events
+                stored_ids += ids or []
+            # the batch's events sealed together: one pass over the tree, one INSERT each
+            self._seal(curs, stored, stored_ids)
+        except sqlite3.Error:
+            try:
+                sqlite_conn.rollback()
+            finally:
+                self._seal_rolled_back()
+            return False
+        for pending, ids in zip(batch, results):
+            pending.result = ids
+        return True
+
+    def _write_each(self, curs: Any, batch: list[_PendingWrite]) -> None:
+        """Each command in a SAVEPOINT of its own: a failing one is rolled back alone and refused."""
+        stored: list[StoredEvent] = []
+        stored_ids: list[int] = []
+        for pending in batch:
+            curs.execute("SAVEPOINT command")
+            try:
+                ids = self._insert_events(curs, pending.stored_events, **pending.kwargs)
+            except sqlite3.Error as e:
+                curs.execute("ROLLBACK TO command")
+                curs.execute("RELEASE command")
+                pending.error = _persistence_error(e)
+            else:
+                curs.execute("RELEASE command")
+                pending.result = ids
+                stored += pending.stored_events
+                stored_ids += ids or []
+        # the events the batch keeps, sealed together (the caller rolls back and resets on failure)
+        self._seal(curs, stored, stored_ids)
+
+    @staticmethod
+    @contextmanager
+    def _counting(counters: list[ChangeCounter]) -> Iterator[None]:
+        """Around a transaction that stores watched events: readers see no generation until it ends."""
+        for counter in counters:
+            counter.begin()
+        try:
+            yield
+        finally:
+            for counter in counters:
+                counter.end()
 
     def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
         """Extension point, called in the storing transaction (the Merkle log overrides it)."""

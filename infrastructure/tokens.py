@@ -2,7 +2,11 @@
 
 Format: base64url(payload JSON) "." base64url(HMAC-SHA256(key, payload)). The payload holds the user
 id, the issue and expiry times and a random id. Whether the user is still active is checked against
-the User aggregate on each request, so deactivation takes effect at once.
+the User aggregate on each request (TrialApplication.actor_for), so deactivation takes effect at once.
+
+A token that verified once is remembered with its user and expiry, so the next request with it
+skips the HMAC and the decoding; the expiry is still checked every time. Only the exact string that
+verified is remembered, so a forged or altered token never matches.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ class TokenError(Exception):
 
 
 class TokenService:
+    MAX_REMEMBERED = 10_000
+
     def __init__(self, key: bytes, ttl_seconds: int):
         self._key = key
         self.ttl_seconds = ttl_seconds
+        self._verified: dict[str, tuple[str, float]] = {}
 
     def issue(self, user_id: str, now: float | None = None) -> str:
         now = time.time() if now is None else now
@@ -43,6 +50,13 @@ class TokenService:
 
     def verify(self, token: str, now: float | None = None) -> str:
         """Return the user id of a valid token; raise TokenError otherwise."""
+        now = time.time() if now is None else now
+        known = self._verified.get(token)
+        if known is not None:
+            user_id, expires = known
+            if now >= expires:
+                raise TokenError("token expired; request a new one at POST /auth/token")
+            return user_id
         try:
             payload_b64, mac_b64 = token.split(".")
             payload = _unb64(payload_b64)
@@ -52,6 +66,9 @@ class TokenService:
         if not hmac.compare_digest(mac, hmac.new(self._key, payload, hashlib.sha256).digest()):
             raise TokenError("invalid token signature")
         claims = json.loads(payload)
-        if (time.time() if now is None else now) >= claims["exp"]:
+        if now >= claims["exp"]:
             raise TokenError("token expired; request a new one at POST /auth/token")
+        if len(self._verified) >= self.MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[token] = (claims["sub"], claims["exp"])
         return claims["sub"]

@@ -177,3 +177,13 @@ def test_the_copy_for_a_command_shares_nothing_mutable_with_the_cached_participa
     clone.inclusion[INCLUSION_CODES[1]] = False  # even an in-place change stays in the copy
     assert len(clone.pending_events) == 2 and p.pending_events == []
     assert vars(p) == before
+
+
+def test_the_actor_in_every_stamp_has_every_field_of_the_actor_R3():
+    """Actor.as_dict is spelt out for speed; it must still carry every field (who acted, R3)."""
+    import dataclasses
+
+    from domain.audit import Actor
+
+    actor = Actor(user_id="u-1", username="inv1", full_name="Inv One", role="investigator", site="MINSK")
+    assert actor.as_dict() == dataclasses.asdict(actor)
