@@ -206,40 +206,40 @@ class AuditQueries:
     def _access_site(actor: Actor) -> str:
         return actor.site if access.is_site_bound(actor) else ALL_SITES
 
-    def _where(self, f: AuditFilter) -> tuple[list[str], list[Any]]:
+    @staticmethod
+    def _row_filters(f: AuditFilter, alias: str) -> tuple[list[str], list[Any]]:
+        """The filters that both audit_events (``e``) and audit_changes (``c``) carry as columns."""
         where: list[str] = []
         params: list[Any] = []
-        if f.participant is not None:
-            where.append("e.participant_id = ?")
-            params.append(str(f.participant))
-        if f.site is not None:
-            where.append("e.site = ?")
-            params.append(f.site)
-        if f.resolved_user is not None:
-            where.append("e.actor_user_id = ?")
-            params.append(f.resolved_user)
+        for column, value in (("participant_id", None if f.participant is None else str(f.participant)),
+                              ("site", f.site), ("actor_user_id", f.resolved_user),
+                              ("aggregate_type", f.aggregate_type or None)):
+            if value is not None:
+                where.append(f"{alias}.{column} = ?")
+                params.append(value)
         lo, hi = _instant(f.from_, "from"), _instant(f.to, "to")
         if lo is not None:
-            where.append("e.recorded_at >= ?")
+            where.append(f"{alias}.recorded_at >= ?")
             params.append(lo)
         if hi is not None:
-            where.append("e.recorded_at < ?")
+            where.append(f"{alias}.recorded_at < ?")
             params.append(hi)
+        if f.admin_only:
+            where.append(f"{alias}.aggregate_type IN ({', '.join('?' * len(ADMIN_AGGREGATES))})")
+            params.extend(ADMIN_AGGREGATES)
+        return where, params
+
+    def _where(self, f: AuditFilter) -> tuple[list[str], list[Any]]:
+        where, params = self._row_filters(f, "e")
         if f.type:
             where.append(f"e.event_type IN ({', '.join('?' * len(f.type))})")
             params.extend(f.type)
-        if f.aggregate_type:
-            where.append("e.aggregate_type = ?")
-            params.append(f.aggregate_type)
         wants_access = f.include_retrievals or f.aggregate_type == ACCESS_AGGREGATE or bool(
             f.type and set(f.type) & set(ACCESS_EVENT_TYPES)
         )
         if not wants_access:
             where.append("e.aggregate_type <> ?")
             params.append(ACCESS_AGGREGATE)
-        if f.admin_only:
-            where.append(f"e.aggregate_type IN ({', '.join('?' * len(ADMIN_AGGREGATES))})")
-            params.extend(ADMIN_AGGREGATES)
         return where, params
 
     def _page(self, f: AuditFilter, *, order: str, after: int | None, limit: int, stop: int | None = None) -> list[dict]:
@@ -276,34 +276,6 @@ class AuditQueries:
             "SELECT field FROM audit_fields WHERE substr(field, 1, ?) = ?", (len(prefix), prefix))
         return sorted(r["field"] for r in rows)
 
-    def _change_filters(self, f: AuditFilter) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if f.participant is not None:
-            where.append("c.participant_id = ?")
-            params.append(str(f.participant))
-        if f.site is not None:
-            where.append("c.site = ?")
-            params.append(f.site)
-        if f.resolved_user is not None:
-            where.append("c.actor_user_id = ?")
-            params.append(f.resolved_user)
-        lo, hi = _instant(f.from_, "from"), _instant(f.to, "to")
-        if lo is not None:
-            where.append("c.recorded_at >= ?")
-            params.append(lo)
-        if hi is not None:
-            where.append("c.recorded_at < ?")
-            params.append(hi)
-        if f.aggregate_type:
-            where.append("c.aggregate_type = ?")
-            params.append(f.aggregate_type)
-        if f.admin_only:
-            where.append(f"c.aggregate_type IN ({', '.join('?' * len(ADMIN_AGGREGATES))})")
-            params.extend(ADMIN_AGGREGATES)
-        # retrievals record no changes, so the aggregate-type exclusion of _where is moot here
-        return where, params
-
     def _item_page(self, f: AuditFilter, *, order: str, after: int | None, limit: int, stop: int | None) -> list[dict]:
         fields = self._item_fields(f.item or "")
         if not fields:
@@ -311,7 +283,8 @@ class AuditQueries:
         store = self.read_models.store
         desc = order == "desc"
         direction = "DESC" if desc else "ASC"
-        common, common_params = self._change_filters(f)
+        # retrievals record no changes, so _where's exclusion of them is moot here
+        common, common_params = self._row_filters(f, "c")
         if stop is not None:
             common.append("c.position <= ?")
             common_params.append(stop)
