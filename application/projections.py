@@ -221,7 +221,7 @@ class ProjectionEngine:
         head = self.app.recorder.max_notification_id() or 0
         processed = 0
         while True:
-            positions = {name: self.store.position(name) for name in names}
+            positions = self.positions(names)  # one query, not one per projection
             if self._bulk and any(positions[n] != p for n, p in self._bulk.items() if n in positions):
                 self._leave_bulk()  # another worker moved a position: what bulk mode remembers is stale
             behind = {name: p for name, p in positions.items() if p < head}

@@ -178,5 +178,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--leaves", type=int, default=1_000_000)
     parser.add_argument("--commands", type=int, default=2000)
-    for row in run(parser.parse_args()):
-        print(row)
+    for result in run(parser.parse_args()):
+        print(result)
