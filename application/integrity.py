@@ -108,7 +108,9 @@ class MerkleLogStore(Protocol):
         """(notification id, leaf hash) of the leaves ``start <= leaf_index < start + limit``, in order."""
         ...
 
-    def scan_nodes(self, after_node_id: int, limit: int) -> list[tuple[int, bytes]]: ...
+    def nodes_between(self, after_position: int, upto_position: int) -> list[tuple[int, bytes]]:
+        """(post-order position, hash) of the stored nodes ``after < position <= upto``, in order."""
+        ...
 
 
 class Signer(Protocol):
@@ -311,7 +313,7 @@ class IntegrityService:
         good_until = 0  # every leaf below this is covered by a head that verified
         hi = 0
         i = 0
-        ev_after, lf_after, node_after = 0, -1, -1
+        ev_after, lf_after = 0, -1
 
         def check_heads_at(size: int) -> None:
             nonlocal hi, good_until
@@ -338,15 +340,25 @@ class IntegrityService:
                         "the leaves beneath it: leaf hashes or nodes were rewritten")
             )
 
-        def check_nodes(completed: list[tuple[int, bytes]]) -> None:
-            nonlocal nodes_consistent, node_after
-            stored = self.log.scan_nodes(node_after, len(completed))
-            if stored == completed:
-                node_after = completed[-1][0]
+        def compare_nodes(computed: dict[int, bytes], leaves_before: int, leaves_after: int) -> None:
+            """The stored nodes that leaves [before, after) complete against the recomputed ones: every
+            stored node must match (older stores keep the low levels too), and every node of a stored
+            level (M.STORED_LEVEL and up) must be there."""
+            nonlocal nodes_consistent
+            first, end = _mmr_size(leaves_before), _mmr_size(leaves_after)
+            if end - first == leaves_after - leaves_before:  # these leaves complete no node
+                return
+            stored = dict(self.log.nodes_between(first - 1, end - 1))
+            required = {
+                M.post_order_position(level, j)
+                for level in range(M.STORED_LEVEL, leaves_after.bit_length())
+                for j in range(leaves_before >> level, leaves_after >> level)
+            }
+            if required <= stored.keys() and all(computed.get(k) == v for k, v in stored.items()):
                 return
             nodes_consistent = False
-            for k, (position, node) in enumerate(completed):
-                if k >= len(stored) or stored[k] != (position, node):
+            for position in sorted(required | stored.keys()):
+                if position not in stored or stored[position] != computed.get(position):
                     report_node(position)
                     return
 
@@ -359,15 +371,16 @@ class IntegrityService:
                 end = min(len(hashes), pos + boundary)
                 completed = frontier.extend(hashes[pos:end])
                 if completed and leaves_consistent and nodes_consistent:
-                    check_nodes(completed)
+                    compare_nodes(dict(completed), i, i + end - pos)
                 i += end - pos
                 pos = end
                 check_heads_at(i)
 
-        def append_page(hashes: Sequence[bytes], stored_nodes: list[tuple[int, bytes]]) -> None:
+        def append_page(hashes: Sequence[bytes]) -> None:
             """As append, for a whole page: the tree a level at a time, the nodes compared at once."""
-            nonlocal i, nodes_consistent, node_after
+            nonlocal i
             computed: dict[int, bytes] = {}
+            before = i
             pos = 0
             while pos < len(hashes):
                 boundary = heads[hi].tree_size - i if hi < len(heads) else len(hashes)
@@ -376,17 +389,8 @@ class IntegrityService:
                 i += end - pos
                 pos = end
                 check_heads_at(i)
-            if not nodes_consistent:
-                return
-            stored = dict(stored_nodes)
-            if stored == computed:
-                node_after = _mmr_size(i) - 1
-                return
-            nodes_consistent = False
-            for position in sorted(computed.keys() | stored.keys()):
-                if stored.get(position) != computed.get(position):
-                    report_node(position)
-                    return
+            if nodes_consistent:
+                compare_nodes(computed, before, i)
 
         check_heads_at(0)
         # Fast path: whole pages in which every event has its leaf and hashes to it, compared a page
@@ -408,11 +412,7 @@ class IntegrityService:
                         break
                 except (TypeError, OverflowError):  # a leaf row of the wrong types: event by event
                     break
-                stored_nodes: list[tuple[int, bytes]] = []
-                first, end = _mmr_size(i), _mmr_size(i + n)
-                if nodes_consistent and end - first > n:  # the nodes these leaves complete: the positions between
-                    stored_nodes = self.log.scan_nodes(first - 1, end - first - n)
-                append_page(leaf_hashes, stored_nodes)
+                append_page(leaf_hashes)
                 ev_after, lf_after = nids[-1], i - 1
                 if progress is not None:
                     progress(i, total)

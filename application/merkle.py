@@ -11,9 +11,13 @@ Vocabulary
   subtrees.
 - A *perfect node* ``(level, index)`` is the perfect subtree over leaves
   ``index * 2**level <= i < (index + 1) * 2**level``; level 0 is a leaf.
-- The store keeps every perfect node of level >= 1 under a single integer, its *post-order
-  position* (the position in a Merkle Mountain Range): the nodes a new leaf completes get the next
-  positions, so an ordered scan of the node table replays the log in append order.
+- The store keeps the perfect nodes of level >= ``STORED_LEVEL`` (8: subtrees of 256 leaves and up)
+  under a single integer, their *post-order position* (the position in a Merkle Mountain Range):
+  the nodes a new leaf completes get the next positions, so an ordered scan of the node table
+  replays the log in append order. A node below that level is recomputed from its <= 128 leaf
+  hashes when a proof needs it (a few hundred microseconds at most), so that sealing writes a node
+  row once per 256 events instead of about once per event. Stores written before kept every level;
+  those extra rows are still checked by ``trialaudit verify`` and otherwise unused.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ _NODE_PREFIX = b"\x01"
 
 Node = tuple[int, int]  # (level, index)
 Range = tuple[int, int]  # (start, end)
+
+#: the lowest level of the perfect nodes a store keeps (see the module docstring)
+STORED_LEVEL = 8
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -130,8 +137,9 @@ class Frontier:
         self.size += 1
         return completed
 
-    def extend(self, leaf_hashes: Iterable[bytes]) -> list[tuple[int, bytes]]:
-        """Append many leaf hashes; return the completed perfect nodes as (post-order position, hash)."""
+    def extend(self, leaf_hashes: Iterable[bytes], min_level: int = 1) -> list[tuple[int, bytes]]:
+        """Append many leaf hashes; return the completed perfect nodes of level >= ``min_level`` as
+        (post-order position, hash)."""
         out = []
         stack = self.hashes
         sha = _sha256
@@ -143,7 +151,8 @@ class Frontier:
             while n & 1:
                 h = sha(b"\x01" + stack.pop() + h).digest()
                 level += 1
-                out.append((base + level, h))
+                if level >= min_level:
+                    out.append((base + level, h))
                 n >>= 1
             stack.append(h)
             i += 1

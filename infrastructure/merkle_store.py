@@ -3,8 +3,11 @@
 Tables (append-only, like the events: UPDATE and DELETE are refused by triggers):
 - ``merkle_leaves(leaf_index, notification_id, leaf_hash)``: one row per stored event, leaf indices
   from 0 with no gaps (PostgreSQL notification ids have gaps; SQLite rowids need not start at 1).
-- ``merkle_nodes(node_id, hash)``: every perfect subtree of level >= 1, keyed by its post-order
-  position (application/merkle.py), so a proof reads O(log n) rows and never rehashes leaves.
+- ``merkle_nodes(node_id, hash)``: every perfect subtree of level >= 8 (256 leaves and up), keyed
+  by its post-order position (application/merkle.py), so a proof reads O(log n) rows and rehashes
+  at most a few hundred leaf hashes (the nodes below level 8, from their leaves). Sealing writes a
+  node row once per 256 events; a row per event (level >= 1, as stores before 2026-11-27 kept)
+  cost a page write in most commits.
 - ``merkle_heads(head_id, tree_size, root_hash, timestamp_ms, signature, public_key)``: signed heads.
 
 Sealing (``_seal``) runs with the events table's write lock held (BEGIN IMMEDIATE on SQLite, the
@@ -109,9 +112,10 @@ class _Sealing:
     merkle_sql: _Sql
 
     def _init_sealing(self) -> None:
-        # The right edge of the tree as this recorder last wrote it: (frontier, hash of the last leaf).
+        # The right edge of the tree as this recorder last wrote it: (frontier, hash of the last leaf,
+        # notification id of the last leaf).
         # Only a hint: every seal checks it against the stored log inside the write transaction.
-        self._frontier_cache: tuple[M.Frontier, bytes | None] | None = None
+        self._frontier_cache: tuple[M.Frontier, bytes | None, int] | None = None
         self._last_head_ms: int | None = None
         self._seal_lock = threading.Lock()
         self._topic_bytes: dict[str, bytes] = {}
@@ -123,6 +127,9 @@ class _Sealing:
         The cached frontier is checked against the stored log in this transaction, under the write
         lock, by one indexed read of the last leaf (tree size and hash). When another process (or a
         rolled-back transaction) made it stale, the frontier is reloaded from the stored nodes.
+        On SQLite the read is skipped when the first new event's rowid follows the last one this
+        recorder sealed: SQLite gives a new row the largest rowid plus one, so no event (and so no
+        leaf) was committed by anyone since.
         """
         if not stored_events:
             return
@@ -130,18 +137,24 @@ class _Sealing:
             raise ProgrammingError("cannot seal events without their notification ids")
         pairs = zip(notification_ids, stored_events)
         if any(a >= b for a, b in zip(notification_ids, notification_ids[1:])):
-            pairs = iter(sorted(pairs, key=_first))
+            pairs = sorted(pairs, key=_first)
+            first_nid = pairs[0][0]
+        else:
+            first_nid = notification_ids[0]
         leaf_rows = []
         topics = self._topic_bytes
         sql = self.merkle_sql
-        curs.execute(sql.last_leaf)
-        row = curs.fetchone()
-        size, last = (row["leaf_index"] + 1, bytes(row["leaf_hash"])) if row else (0, None)
         with self._seal_lock:
             cached = self._frontier_cache
-        if cached is None or cached[0].size != size or cached[1] != last:
-            cached = (self._load_frontier(curs, size), last)  # first seal, or another process appended
-        index = size
+            self._frontier_cache = None  # until this seal is done: a failure midway leaves nothing cached
+        if cached is None or sql.pg or first_nid != cached[2] + 1:
+            curs.execute(sql.last_leaf)
+            row = curs.fetchone()
+            size, last = (row["leaf_index"] + 1, bytes(row["leaf_hash"])) if row else (0, None)
+            if cached is None or cached[0].size != size or cached[1] != last:
+                cached = (self._load_frontier(curs, size), last, -2)  # first seal, or another process appended
+        frontier = cached[0]  # extended in place: the cache is set again only once all is written
+        index = frontier.size
         for nid, event in pairs:
             t = topics.get(event.topic)
             if t is None:
@@ -149,14 +162,16 @@ class _Sealing:
             h = _leaf_hash(originator_bytes(event.originator_id), event.originator_version, t, event.state)
             leaf_rows.append((index, nid, h))
             index += 1
-        frontier = cached[0].copy()
-        node_rows = frontier.extend([r[2] for r in leaf_rows])
-        curs.executemany(sql.insert_leaves, leaf_rows)
+        node_rows = frontier.extend([r[2] for r in leaf_rows], M.STORED_LEVEL)
+        if len(leaf_rows) == 1:
+            curs.execute(sql.insert_leaves, leaf_rows[0])
+        else:
+            curs.executemany(sql.insert_leaves, leaf_rows)
         if node_rows:
             curs.executemany(sql.insert_nodes, node_rows)
         self._maybe_sign_head(curs, frontier)
         with self._seal_lock:
-            self._frontier_cache = (frontier, leaf_rows[-1][2])
+            self._frontier_cache = (frontier, leaf_rows[-1][2], leaf_rows[-1][1])
 
     def _seal_rolled_back(self) -> None:
         """Sealed rows were rolled back (or may have been): forget what was cached from them."""
@@ -190,21 +205,38 @@ class _Sealing:
 
 
 def _fetch_nodes(curs: Any, sql: _Sql, wanted: Iterable[M.Node]) -> dict[M.Node, bytes]:
+    """The hashes of these perfect nodes: leaves and stored nodes as read; a node below
+    M.STORED_LEVEL recomputed from the leaves beneath it (one range read per run of leaves)."""
     wanted = set(wanted)
-    leaves = sorted(i for level, i in wanted if level == 0)
-    by_id = {M.post_order_position(level, i): (level, i) for level, i in wanted if level > 0}
-    found: dict[M.Node, bytes] = {}
-    for start in range(0, len(leaves), 500):
-        chunk = leaves[start : start + 500]
-        curs.execute(f"SELECT leaf_index, leaf_hash FROM {sql.leaves} WHERE leaf_index IN ({sql.many(len(chunk))})", chunk)
+    stored = {M.post_order_position(level, i): (level, i) for level, i in wanted if level >= M.STORED_LEVEL}
+    spans = sorted((i << level, (i + 1) << level) for level, i in wanted if level < M.STORED_LEVEL)
+    runs: list[list[int]] = []
+    for start, end in spans:  # merge overlapping or adjacent spans: a proof's low nodes share a block
+        if runs and start <= runs[-1][1]:
+            runs[-1][1] = max(runs[-1][1], end)
+        else:
+            runs.append([start, end])
+    leaves: dict[int, bytes] = {}
+    p = sql.p
+    for start, end in runs:
+        curs.execute(
+            f"SELECT leaf_index, leaf_hash FROM {sql.leaves} WHERE leaf_index >= {p} AND leaf_index < {p}", (start, end)
+        )
         for row in curs.fetchall():
-            found[(0, row["leaf_index"])] = bytes(row["leaf_hash"])
-    ids = sorted(by_id)
+            leaves[row["leaf_index"]] = bytes(row["leaf_hash"])
+    found: dict[M.Node, bytes] = {}
+    for level, i in wanted:
+        if level >= M.STORED_LEVEL:
+            continue
+        span = range(i << level, (i + 1) << level)
+        if all(j in leaves for j in span):
+            found[(level, i)] = leaves[span.start] if level == 0 else M.root_of([leaves[j] for j in span])
+    ids = sorted(stored)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         curs.execute(f"SELECT node_id, hash FROM {sql.nodes} WHERE node_id IN ({sql.many(len(chunk))})", chunk)
         for row in curs.fetchall():
-            found[by_id[row["node_id"]]] = bytes(row["hash"])
+            found[stored[row["node_id"]]] = bytes(row["hash"])
     missing = wanted - found.keys()
     if missing:
         raise ProgrammingError(f"the Merkle log lacks {len(missing)} node(s), e.g. {sorted(missing)[0]}")
@@ -223,7 +255,10 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {LEAVES} (leaf_index INTEGER PRIMARY KEY, "
             "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL)",
-            f"CREATE INDEX IF NOT EXISTS {LEAVES}_by_notification ON {LEAVES} (notification_id)",
+            # No index by notification id on SQLite: a leaf's index is its event's rowid less the first
+            # leaf's (rowids have no gaps), found by primary key (MerkleLog._sqlite_leaves_of). The index
+            # cost a page write in every sealed commit. Stores made before 2026-11-27 lose it here.
+            f"DROP INDEX IF EXISTS {LEAVES}_by_notification",
             f"CREATE TABLE IF NOT EXISTS {NODES} (node_id INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {HEADS} (head_id INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, "
             "root_hash BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, signature BLOB NOT NULL, public_key BLOB NOT NULL)",
@@ -283,6 +318,7 @@ class MerkleLog:
         self.sql: _Sql = recorder.merkle_sql
         self.datastore = recorder.datastore
         self._topics: dict[str, bytes] = {}
+        self._first_nid: int | None = None
 
     def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.transaction(commit=False) as curs:
@@ -322,10 +358,70 @@ class MerkleLog:
         return [self._leaf(r) for r in rows]
 
     def leaves_of(self, originator_id: UUID) -> list[Leaf]:
-        p = self.sql.p
-        oid: Any = originator_id if self.sql.pg else originator_id.hex
-        rows = self._rows(self.sql.join_events + f"WHERE e.originator_id = {p} ORDER BY l.leaf_index", (oid,))
+        if not self.sql.pg:
+            return self._sqlite_leaves_of(originator_id)
+        rows = self._rows(self.sql.join_events + "WHERE e.originator_id = %s ORDER BY l.leaf_index", (originator_id,))
         return [self._leaf(r) for r in rows]
+
+    def _sqlite_leaves_of(self, originator_id: UUID) -> list[Leaf]:
+        """The aggregate's events by its index, then their leaves by primary key at ``rowid - offset``
+        (offset: the first leaf's notification id; SQLite gives rowids without gaps). Should a guess
+        miss (rowids renumbered, say), the leaf is searched for by bisection: leaves are in
+        notification order. Events without a leaf are left out, as the join on PostgreSQL does."""
+        sql = self.sql
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT rowid AS nid, originator_id AS oid, originator_version AS version, topic, state "
+                f"FROM {sql.events} WHERE originator_id = ? ORDER BY rowid", (originator_id.hex,)
+            )
+            events = curs.fetchall()
+            if not events:
+                return []
+            if self._first_nid is None:
+                curs.execute(f"SELECT notification_id FROM {sql.leaves} WHERE leaf_index = 0")
+                row = curs.fetchone()
+                if row is None:
+                    return []
+                self._first_nid = row["notification_id"]  # the first leaf never changes (append-only)
+            offset = self._first_nid
+            found: dict[int, tuple[int, bytes]] = {}
+            guesses = [e["nid"] - offset for e in events]
+            for start in range(0, len(guesses), 500):
+                chunk = guesses[start : start + 500]
+                curs.execute(
+                    f"SELECT leaf_index, notification_id, leaf_hash FROM {sql.leaves} "
+                    f"WHERE leaf_index IN ({sql.many(len(chunk))})", chunk
+                )
+                for row in curs.fetchall():
+                    found[row["notification_id"]] = (row["leaf_index"], bytes(row["leaf_hash"]))
+            out = []
+            for e in events:
+                hit = found.get(e["nid"]) or self._bisect_leaf(curs, e["nid"])
+                if hit is not None:
+                    leaf_index, leaf_hash = hit
+                    out.append(Leaf(leaf_index, e["nid"], leaf_hash,
+                                    frame(e["oid"], e["version"], e["topic"], bytes(e["state"]))))
+        out.sort(key=lambda leaf: leaf.leaf_index)
+        return out
+
+    def _bisect_leaf(self, curs: Any, nid: int) -> tuple[int, bytes] | None:
+        sql = self.sql
+        curs.execute(sql.last_leaf)
+        row = curs.fetchone()
+        lo, hi = 0, (row["leaf_index"] if row else -1)
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            curs.execute(f"SELECT notification_id, leaf_hash FROM {sql.leaves} WHERE leaf_index = ?", (mid,))
+            row = curs.fetchone()
+            if row is None:  # a gap in the leaves (tampered): no answer by bisection
+                return None
+            if row["notification_id"] == nid:
+                return mid, bytes(row["leaf_hash"])
+            if row["notification_id"] < nid:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return None
 
     def _head(self, row: Any) -> SignedHead:
         return SignedHead(
@@ -449,10 +545,11 @@ class MerkleLog:
             (start, start + limit),
         )
 
-    def scan_nodes(self, after_node_id: int, limit: int) -> list[tuple[int, bytes]]:
+    def nodes_between(self, after_position: int, upto_position: int) -> list[tuple[int, bytes]]:
         sql, p = self.sql, self.sql.p
         return self._tuples(
-            f"SELECT node_id, hash FROM {sql.nodes} WHERE node_id > {p} ORDER BY node_id LIMIT {p}", (after_node_id, limit)
+            f"SELECT node_id, hash FROM {sql.nodes} WHERE node_id > {p} AND node_id <= {p} ORDER BY node_id",
+            (after_position, upto_position),
         )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import uuid
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from application import merkle as M
 from application.integrity import SignedHead
@@ -70,8 +72,16 @@ def test_heads_are_signed_in_the_storing_transaction_at_intervals(store_url, mak
 def test_merkle_tables_refuse_update_and_delete(services, randomised_participant, integrity):
     """R10: the integrity tables are append-only in the database, like the events."""
     randomised_participant()
+    # a node is stored for every 2**STORED_LEVEL leaves: write that many, so the node table has rows
+    oid = uuid.uuid4()
+    services.app.recorder.insert_events([
+        StoredEvent(originator_id=oid, originator_version=v, topic="domain.participant:Participant.ConsentRecorded",
+                    state=b'{"v":%d}' % v)
+        for v in range(1, 2**M.STORED_LEVEL + 1)
+    ])
     integrity.sign_head()
     sql = integrity.log.sql
+    assert integrity.log.nodes_between(-1, 10**12), "the test needs stored nodes"
     for statement in (
         f"UPDATE {sql.leaves} SET leaf_hash = leaf_hash",
         f"DELETE FROM {sql.leaves}",
