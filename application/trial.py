@@ -31,7 +31,7 @@ from application.visits import VisitCommands
 from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
 from domain.export import ExportRecord  # noqa: F401 (its pinned topics must resolve in every process that reads the log)
-from domain.errors import AuthenticationFailed, Conflict, InvalidInput, Locked, NotFound, PermissionDenied, StaleVersion
+from domain.errors import AuthenticationFailed, Conflict, InvalidInput, Locked, NotFound, StaleVersion
 from domain.casebook import Casebook
 from domain.lock import StudyLock
 from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
