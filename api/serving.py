@@ -154,6 +154,7 @@ class BalancedServer(AppServer):
         self._create_protocol = create_protocol
         self._publish()
         self._watch()
+        logger.info("Worker %d accepting connections, balanced with the other workers [%d]", self.worker, os.getpid())
 
     def _open(self) -> int:
         return len(self.server_state.connections) + self._pending
