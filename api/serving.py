@@ -40,8 +40,8 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 logger = logging.getLogger("uvicorn.error")
 
 #: how long a worker that holds more connections than another leaves a pending one to the others
-DEFER_SECONDS = 0.002
-MAX_DEFERRALS = 5
+DEFER_SECONDS = 0.001
+MAX_DEFERRALS = 4
 
 _SLOT = struct.Struct("<q")
 
