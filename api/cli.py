@@ -71,7 +71,7 @@ def serve(
     ),
 ) -> None:
     """Serve the HTTP API (set-up runs first, so one command is enough)."""
-    import uvicorn
+    from api import serving
 
     s = settings()
     try:
@@ -81,10 +81,7 @@ def serve(
     if s.demo:
         load_demo_if_empty(s)
     os.environ["TRIALAUDIT_DATABASE_URL"] = s.database_url
-    uvicorn.run(
-        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
-        access_log=access_log,
-    )
+    serving.serve("api.app:create_app", host=host, port=port, workers=workers, log_level="info", access_log=access_log)
 
 
 @users_cli.command("add")
