@@ -135,10 +135,19 @@ class AuditIndex(Projection):
         self._bulk = False
         self._forget()
 
+    def schema_version(self) -> int:
+        # 2 on SQLite: audit_events keyed by its rowid, audit_changes WITHOUT ROWID (see create_statements)
+        return 2 if self.dialect == "sqlite" else 1
+
     def create_statements(self) -> list[str]:
+        # On SQLite the tables are kept in their key's order with no second b-tree for the key: a
+        # position that is ``INTEGER PRIMARY KEY`` is the rowid (a BIGINT one is a separate unique index,
+        # kept row by row even during a rebuild), and audit_changes is clustered on (position, seq).
+        # That is less to write on a rebuild and one seek less per event a query joins or fetches.
+        sqlite = self.dialect == "sqlite"
         return [
             "CREATE TABLE IF NOT EXISTS audit_events ("
-            " position BIGINT PRIMARY KEY, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL,"
+            f" position {'INTEGER' if sqlite else 'BIGINT'} PRIMARY KEY, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL,"
             " event_type TEXT NOT NULL, aggregate_type TEXT NOT NULL, participant_id TEXT, site TEXT,"
             " actor_user_id TEXT NOT NULL, actor_username TEXT, actor_full_name TEXT, actor_role TEXT, actor_site TEXT,"
             " reason TEXT, reason_code TEXT, source TEXT, query_id TEXT,"
@@ -149,12 +158,13 @@ class AuditIndex(Projection):
             "CREATE INDEX IF NOT EXISTS audit_events_username ON audit_events (actor_username)",
             "CREATE INDEX IF NOT EXISTS audit_events_type ON audit_events (event_type, position)",
             "CREATE INDEX IF NOT EXISTS audit_events_recorded ON audit_events (recorded_at, position)",
-            "CREATE INDEX IF NOT EXISTS audit_events_aggregate ON audit_events (aggregate_id, version)",
+            # (no index on (aggregate_id, version): no query looks an aggregate's events up here)
+            "DROP INDEX IF EXISTS audit_events_aggregate",
             "CREATE TABLE IF NOT EXISTS audit_changes ("
             " position BIGINT NOT NULL, seq BIGINT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_type TEXT NOT NULL,"
             " participant_id TEXT, site TEXT, actor_user_id TEXT NOT NULL, actor_username TEXT, actor_role TEXT,"
             " field TEXT NOT NULL, old_value TEXT, new_value TEXT, entry_no BIGINT NOT NULL,"
-            " recorded_at TEXT NOT NULL, clinical_date TEXT, PRIMARY KEY (position, seq))",
+            " recorded_at TEXT NOT NULL, clinical_date TEXT, PRIMARY KEY (position, seq))" + (" WITHOUT ROWID" if sqlite else ""),
             "CREATE INDEX IF NOT EXISTS audit_changes_field ON audit_changes (field, position)",
             "CREATE INDEX IF NOT EXISTS audit_changes_participant_field ON audit_changes (participant_id, field, position)",
             # a site-bound reader's item filter always names the site (R19): walk that site's changes only

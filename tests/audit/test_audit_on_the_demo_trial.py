@@ -104,3 +104,59 @@ def test_the_list_of_changed_fields_is_filled_for_an_index_built_before_it_exist
     assert {r["field"] for r in store.query("SELECT field FROM audit_fields")} == before
     dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
     assert app.audit_events(dm, item="mrss.*", limit=5)["events"]
+
+
+def _sqlite_layout(store) -> dict[str, str]:
+    rows = store.query("SELECT name, sql FROM sqlite_master WHERE name IN ('audit_events', 'audit_changes')")
+    return {r["name"]: r["sql"] for r in rows}
+
+
+def test_an_audit_index_in_the_older_layout_is_rebuilt_in_the_current_one_on_start(services, monkeypatch):
+    """Before schema version 2, audit_events was keyed by a BIGINT (a second b-tree on SQLite) and
+    audit_changes had a rowid; such an index is dropped and rebuilt from event 1 when the store is set
+    up (a primary key cannot be altered in place). Other read models and PostgreSQL are left alone."""
+    from application.audit_index import AuditIndex
+
+    app, engine = services.app, services.projections
+    generate(app, participants=2, seed=3, today=TODAY)
+    app.read_models.wait_for()
+    store = engine.store
+    live = engine.dump()
+    rebuilt: list[list[str]] = []
+    rebuild = engine._rebuild
+    monkeypatch.setattr(engine, "_rebuild", lambda names, progress: rebuilt.append(names) or rebuild(names, progress))
+
+    engine.setup()  # current layout: nothing to do
+    assert rebuilt == [] and engine.stale_layouts() == []
+    if store.dialect != "sqlite":
+        assert engine.projections["audit_index"].schema_version() == 1
+        return
+    assert "WITHOUT ROWID" in _sqlite_layout(store)["audit_changes"]
+    assert "position INTEGER PRIMARY KEY" in _sqlite_layout(store)["audit_events"]
+
+    # the index as an earlier version left it: the same rows in the old layout, no version recorded
+    old = AuditIndex()
+    old.dialect = "postgres"  # the portable statements are the old SQLite layout
+    with store.transaction() as cur:
+        for table in ("audit_events", "audit_changes"):
+            cur.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+        for statement in old.create_statements():
+            if "audit_events" in statement or "audit_changes" in statement:
+                cur.execute(statement)
+        cur.execute("CREATE INDEX audit_events_aggregate ON audit_events (aggregate_id, version)")
+        for table in ("audit_events", "audit_changes"):
+            cur.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
+            cur.execute(f"DROP TABLE old_{table}")
+        cur.execute("DELETE FROM projection_versions")
+    assert "WITHOUT ROWID" not in _sqlite_layout(store)["audit_changes"]
+    assert engine.stale_layouts() == ["audit_index"]
+
+    engine.setup()
+    assert rebuilt == [["audit_index"]] and engine.stale_layouts() == []
+    assert "WITHOUT ROWID" in _sqlite_layout(store)["audit_changes"]
+    assert "position INTEGER PRIMARY KEY" in _sqlite_layout(store)["audit_events"]
+    assert not store.query("SELECT name FROM sqlite_master WHERE name = 'audit_events_aggregate'")
+    assert engine.dump() == live
+    assert engine.positions()["audit_index"] == app.recorder.max_notification_id()
+    dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
+    assert app.audit_events(dm, item="mrss.*", limit=5)["events"]
