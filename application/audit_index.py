@@ -18,10 +18,16 @@ notification id (the global position). Everything else is learned on the way:
   remembered for the aggregate, as is a change whose field is one of those names, and events
   without a date of their own inherit it: an item recorded at a visit is dated by the visit.
 
-Tables: ``audit_events`` (one row per event, with the changes as JSON), ``audit_changes`` (one row
-per changed field, with old and new value as JSON text and ``entry_no``: 1 for the first entry of
-that field in its aggregate, 2+ for every change after it) and ``audit_aggregates`` (what was
-learned per aggregate). All three are rebuilt from event 1 and a rebuild equals the live rows.
+Tables: ``audit_events`` (one row per event), ``audit_changes`` (one row per changed field, with old
+and new value as JSON text and ``entry_no``: 1 for the first entry of that field in its aggregate, 2+
+for every change after it) and ``audit_aggregates`` (what was learned per aggregate). All three are
+rebuilt from event 1 and a rebuild equals the live rows.
+
+An event's changes are kept once: its audit_changes rows, in ``seq`` order, say them exactly when
+each change is ``{"field": <text>, "old_value": ..., "new_value": ...}`` (``domain.audit.change``
+makes every one). Only an event with any other change keeps them, as they were, in
+``audit_events.changes`` (JSON); otherwise that column is NULL and ``event_changes`` rebuilds the
+list from the rows.
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ AGGREGATE_DATE_ATTRIBUTES = frozenset(CLINICAL_DATE_ATTRIBUTES) - {"signed_on"}
 EVENT_COLUMNS = (
     "position", "aggregate_id", "version", "event_type", "aggregate_type", "participant_id", "site",
     "actor_user_id", "actor_username", "actor_full_name", "actor_role", "actor_site",
-    "reason", "reason_code", "source", "query_id", "recorded_at", "clinical_date", "n_changes", "fields", "changes",
+    "reason", "reason_code", "source", "query_id", "recorded_at", "clinical_date", "n_changes", "changes",
 )
+#: the keys of a change that its audit_changes row says exactly
+_CHANGE_KEYS = frozenset(("field", "old_value", "new_value"))
 
 
 _JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
@@ -63,6 +71,19 @@ def _value_json(value: Any) -> str:
     if value is False:
         return "false"
     return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+
+
+def _plain_changes(changes: list) -> bool:
+    """Whether the audit_changes rows say these changes exactly (see the module doc)."""
+    for ch in changes:
+        if type(ch) is not dict or ch.keys() != _CHANGE_KEYS or type(ch["field"]) is not str:
+            return False
+    return True
+
+
+def change_from_row(field: str, old_value: str | None, new_value: str | None) -> dict[str, Any]:
+    """A change as the event carried it, from its audit_changes row (keys in to_json's order)."""
+    return {"field": field, "new_value": orjson.loads(new_value or "null"), "old_value": orjson.loads(old_value or "null")}
 
 
 def _as_date(value: Any) -> str | None:
@@ -136,8 +157,9 @@ class AuditIndex(Projection):
         self._forget()
 
     def schema_version(self) -> int:
-        # 2 on SQLite: audit_events keyed by its rowid, audit_changes WITHOUT ROWID (see create_statements)
-        return 2 if self.dialect == "sqlite" else 1
+        # 2: audit_events without the changed fields' names and with the changes JSON only where the
+        # rows cannot say them; on SQLite also keyed by its rowid, and audit_changes WITHOUT ROWID
+        return 2
 
     def create_statements(self) -> list[str]:
         # On SQLite the tables are kept in their key's order with no second b-tree for the key: a
@@ -151,7 +173,7 @@ class AuditIndex(Projection):
             " event_type TEXT NOT NULL, aggregate_type TEXT NOT NULL, participant_id TEXT, site TEXT,"
             " actor_user_id TEXT NOT NULL, actor_username TEXT, actor_full_name TEXT, actor_role TEXT, actor_site TEXT,"
             " reason TEXT, reason_code TEXT, source TEXT, query_id TEXT,"
-            " recorded_at TEXT NOT NULL, clinical_date TEXT, n_changes BIGINT NOT NULL, fields TEXT, changes TEXT NOT NULL)",
+            " recorded_at TEXT NOT NULL, clinical_date TEXT, n_changes BIGINT NOT NULL, changes TEXT)",
             "CREATE INDEX IF NOT EXISTS audit_events_participant ON audit_events (participant_id, position)",
             "CREATE INDEX IF NOT EXISTS audit_events_site ON audit_events (site, position)",
             "CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events (actor_user_id, position)",
@@ -335,17 +357,13 @@ class AuditIndex(Projection):
         username = actor.get("username")
         role = actor.get("role")
         recorded_at = iso(event.timestamp)
-        if len(changes) == 1:
-            fields: list[str] | None = [str(changes[0].get("field"))]
-        else:
-            fields = sorted({str(ch.get("field")) for ch in changes}) or None
         self._event_rows.append(
             (
                 notification_id, aggregate_id, version, event_type, aggregate_type,
                 participant_id, site, user_id, username, actor.get("full_name"),
                 role, actor.get("site"), audit.get("reason"), audit.get("reason_code"),
                 audit.get("source"), audit.get("query_id"), recorded_at, clinical_date, len(changes),
-                " ".join(fields) if fields else None, to_json(changes),
+                None if _plain_changes(changes) else to_json(changes),
             ),
         )
         entries = self._entries if self._bulk else None

@@ -106,17 +106,38 @@ def test_the_list_of_changed_fields_is_filled_for_an_index_built_before_it_exist
     assert app.audit_events(dm, item="mrss.*", limit=5)["events"]
 
 
-def _sqlite_layout(store) -> dict[str, str]:
-    rows = store.query("SELECT name, sql FROM sqlite_master WHERE name IN ('audit_events', 'audit_changes')")
-    return {r["name"]: r["sql"] for r in rows}
+
+#: the audit tables as schema version 1 made them (on both stores)
+VERSION_1_TABLES = (
+    "CREATE TABLE audit_events ("
+    " position BIGINT PRIMARY KEY, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL,"
+    " event_type TEXT NOT NULL, aggregate_type TEXT NOT NULL, participant_id TEXT, site TEXT,"
+    " actor_user_id TEXT NOT NULL, actor_username TEXT, actor_full_name TEXT, actor_role TEXT, actor_site TEXT,"
+    " reason TEXT, reason_code TEXT, source TEXT, query_id TEXT,"
+    " recorded_at TEXT NOT NULL, clinical_date TEXT, n_changes BIGINT NOT NULL, fields TEXT, changes TEXT NOT NULL)",
+    "CREATE INDEX audit_events_aggregate ON audit_events (aggregate_id, version)",
+    "CREATE TABLE audit_changes ("
+    " position BIGINT NOT NULL, seq BIGINT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_type TEXT NOT NULL,"
+    " participant_id TEXT, site TEXT, actor_user_id TEXT NOT NULL, actor_username TEXT, actor_role TEXT,"
+    " field TEXT NOT NULL, old_value TEXT, new_value TEXT, entry_no BIGINT NOT NULL,"
+    " recorded_at TEXT NOT NULL, clinical_date TEXT, PRIMARY KEY (position, seq))",
+)
+
+
+def _layout(store) -> dict[str, str]:
+    if store.dialect == "sqlite":
+        rows = store.query("SELECT name, sql FROM sqlite_master WHERE name IN ('audit_events', 'audit_changes')")
+        return {r["name"]: r["sql"] for r in rows}
+    rows = store.query("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                       " AND table_name = 'audit_events'")
+    return {"audit_events": " ".join(sorted(r["column_name"] for r in rows))}
 
 
 def test_an_audit_index_in_the_older_layout_is_rebuilt_in_the_current_one_on_start(services, monkeypatch):
-    """Before schema version 2, audit_events was keyed by a BIGINT (a second b-tree on SQLite) and
-    audit_changes had a rowid; such an index is dropped and rebuilt from event 1 when the store is set
-    up (a primary key cannot be altered in place). Other read models and PostgreSQL are left alone."""
-    from application.audit_index import AuditIndex
-
+    """Schema version 1 kept every event's changes twice (audit_events.changes and audit_changes) and
+    the changed fields' names, and on SQLite keyed audit_events by a BIGINT (a second b-tree) and gave
+    audit_changes a rowid. An index in that layout is dropped and rebuilt from event 1 when the store
+    is set up (a primary key cannot be altered in place); the other read models are left alone."""
     app, engine = services.app, services.projections
     generate(app, participants=2, seed=3, today=TODAY)
     app.read_models.wait_for()
@@ -126,36 +147,28 @@ def test_an_audit_index_in_the_older_layout_is_rebuilt_in_the_current_one_on_sta
     rebuild = engine._rebuild
     monkeypatch.setattr(engine, "_rebuild", lambda names, progress: rebuilt.append(names) or rebuild(names, progress))
 
-    engine.setup()  # current layout: nothing to do
+    engine.setup()  # the current layout: nothing to do
     assert rebuilt == [] and engine.stale_layouts() == []
-    if store.dialect != "sqlite":
-        assert engine.projections["audit_index"].schema_version() == 1
-        return
-    assert "WITHOUT ROWID" in _sqlite_layout(store)["audit_changes"]
-    assert "position INTEGER PRIMARY KEY" in _sqlite_layout(store)["audit_events"]
+    current = _layout(store)
+    assert "fields" not in current["audit_events"].split()
+    if store.dialect == "sqlite":
+        assert "WITHOUT ROWID" in current["audit_changes"]
+        assert "position INTEGER PRIMARY KEY" in current["audit_events"]
 
-    # the index as an earlier version left it: the same rows in the old layout, no version recorded
-    old = AuditIndex()
-    old.dialect = "postgres"  # the portable statements are the old SQLite layout
+    # the index as version 1 left it (the rows do not matter: they are made anew), no version recorded
     with store.transaction() as cur:
-        for table in ("audit_events", "audit_changes"):
-            cur.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
-        for statement in old.create_statements():
-            if "audit_events" in statement or "audit_changes" in statement:
-                cur.execute(statement)
-        cur.execute("CREATE INDEX audit_events_aggregate ON audit_events (aggregate_id, version)")
-        for table in ("audit_events", "audit_changes"):
-            cur.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
-            cur.execute(f"DROP TABLE old_{table}")
+        cur.execute("DROP TABLE audit_events")
+        cur.execute("DROP TABLE audit_changes")
+        for statement in VERSION_1_TABLES:
+            cur.execute(statement)
         cur.execute("DELETE FROM projection_versions")
-    assert "WITHOUT ROWID" not in _sqlite_layout(store)["audit_changes"]
+    assert _layout(store) != current
     assert engine.stale_layouts() == ["audit_index"]
 
     engine.setup()
     assert rebuilt == [["audit_index"]] and engine.stale_layouts() == []
-    assert "WITHOUT ROWID" in _sqlite_layout(store)["audit_changes"]
-    assert "position INTEGER PRIMARY KEY" in _sqlite_layout(store)["audit_events"]
-    assert not store.query("SELECT name FROM sqlite_master WHERE name = 'audit_events_aggregate'")
+    assert _layout(store) == current
+    assert not store.query("SELECT 1 AS one FROM audit_events WHERE aggregate_id IS NULL")
     assert engine.dump() == live
     assert engine.positions()["audit_index"] == app.recorder.max_notification_id()
     dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
