@@ -73,14 +73,6 @@ def _value_json(value: Any) -> str:
     return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
 
 
-def _plain_changes(changes: list) -> bool:
-    """Whether the audit_changes rows say these changes exactly (see the module doc)."""
-    for ch in changes:
-        if type(ch) is not dict or ch.keys() != _CHANGE_KEYS or type(ch["field"]) is not str:
-            return False
-    return True
-
-
 def change_from_row(field: str, old_value: str | None, new_value: str | None) -> dict[str, Any]:
     """A change as the event carried it, from its audit_changes row (keys in to_json's order)."""
     return {"field": field, "new_value": orjson.loads(new_value or "null"), "old_value": orjson.loads(old_value or "null")}
@@ -121,6 +113,8 @@ def clinical_date_of(event: Any, get: Any = None) -> tuple[str | None, bool]:
     return None, False
 
 
+#: the attributes an event's own clinical date is read from (``clinical_date_of``)
+_DATED_BY = frozenset((*CLINICAL_DATE_ATTRIBUTES, "record"))
 #: the attributes ``process`` reads, present or not
 _READ = ("participant_id", "site", "record", "changes", "audit", *CLINICAL_DATE_ATTRIBUTES)
 #: event class -> (its name, its aggregate's type, whether its instances' dict alone answers ``_READ``)
@@ -300,9 +294,16 @@ class AuditIndex(Projection):
         version = event.originator_version
         info = _CLASS_NAMES.get(type(event)) or _class_info(event)
         event_type, aggregate_type, plain = info
-        get = _getter(event, plain)
+        if plain:
+            state = vars(event)
+            get = state.get
+            dated = not state.keys().isdisjoint(_DATED_BY)
+        else:
+            get = _getter(event, False)
+            dated = True
         new = version == 1
-        known = self._aggregates.get(aggregate_id)
+        aggregates = self._aggregates
+        known = aggregates.get(aggregate_id)
         if known is None:
             known = self._known(cur, aggregate_id, new=new)
         agg_participant, agg_site, agg_date = known or (None, None, None)
@@ -324,17 +325,22 @@ class AuditIndex(Projection):
         else:
             site = None
             if participant_id and participant_id != aggregate_id:
-                participant = self._aggregates.get(participant_id) or self._known(cur, participant_id)
+                participant = aggregates.get(participant_id) or self._known(cur, participant_id)
                 site = participant[1] if participant else None
             site = site or agg_site
             if agg_site is None and site is not None:
                 agg_site = site
 
         # clinical date: the event's own, else the aggregate's (see module doc)
-        clinical_date, dates_aggregate = clinical_date_of(event, get)
-        if clinical_date is not None and dates_aggregate:
-            agg_date = clinical_date
-        changes = list(get("changes") or ())
+        if dated:  # (an event with none of the attributes has no date of its own)
+            clinical_date, dates_aggregate = clinical_date_of(event, get)
+            if clinical_date is not None and dates_aggregate:
+                agg_date = clinical_date
+        else:
+            clinical_date = None
+        changes = get("changes") or ()
+        if type(changes) is not list:
+            changes = list(changes)
         for ch in changes:
             if ch.get("field") in AGGREGATE_DATE_ATTRIBUTES and _as_date(ch.get("new_value")):
                 agg_date = _as_date(ch.get("new_value"))
@@ -343,7 +349,7 @@ class AuditIndex(Projection):
             clinical_date = agg_date
 
         self._stored.setdefault(aggregate_id, known)
-        self._aggregates[aggregate_id] = (agg_participant, agg_site, agg_date)
+        aggregates[aggregate_id] = (agg_participant, agg_site, agg_date)
         if new:
             self._aggregate_types.setdefault(aggregate_id, aggregate_type)
             if not self._bulk:  # (in bulk mode every aggregate is complete)
@@ -357,27 +363,34 @@ class AuditIndex(Projection):
         username = actor.get("username")
         role = actor.get("role")
         recorded_at = iso(event.timestamp)
+        said = True  # whether the audit_changes rows say every change exactly
+        if changes:
+            entries = self._entries if self._bulk else None
+            append = self._change_rows.append
+            add_field = self._fields.add
+            for seq, ch in enumerate(changes):
+                if type(ch) is dict and ch.keys() == _CHANGE_KEYS and type(ch["field"]) is str:
+                    field = ch["field"]
+                else:
+                    said = False
+                    field = str(ch.get("field"))
+                add_field(field)
+                if entries is not None:  # a rebuild: every earlier entry went through this instance
+                    key = (aggregate_id, field)
+                    entry_no = entries[key] = entries.get(key, 0) + 1
+                else:
+                    entry_no = self._entry_no(cur, aggregate_id, field)
+                append((
+                    notification_id, seq, aggregate_id, aggregate_type, participant_id, site, user_id,
+                    username, role, field, _value_json(ch.get("old_value")),
+                    _value_json(ch.get("new_value")), entry_no, recorded_at, clinical_date,
+                ))
         self._event_rows.append(
             (
                 notification_id, aggregate_id, version, event_type, aggregate_type,
                 participant_id, site, user_id, username, actor.get("full_name"),
                 role, actor.get("site"), audit.get("reason"), audit.get("reason_code"),
                 audit.get("source"), audit.get("query_id"), recorded_at, clinical_date, len(changes),
-                None if _plain_changes(changes) else to_json(changes),
+                None if said else to_json(changes),
             ),
         )
-        entries = self._entries if self._bulk else None
-        append = self._change_rows.append
-        for seq, ch in enumerate(changes):
-            field = str(ch.get("field"))
-            self._fields.add(field)
-            if entries is not None:  # a rebuild: every earlier entry went through this instance
-                key = (aggregate_id, field)
-                entry_no = entries[key] = entries.get(key, 0) + 1
-            else:
-                entry_no = self._entry_no(cur, aggregate_id, field)
-            append((
-                notification_id, seq, aggregate_id, aggregate_type, participant_id, site, user_id,
-                username, role, field, _value_json(ch.get("old_value")),
-                _value_json(ch.get("new_value")), entry_no, recorded_at, clinical_date,
-            ))
