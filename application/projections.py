@@ -61,6 +61,8 @@ class ReadModelStore(Protocol):
 
     def bulk(self) -> AbstractContextManager[None]: ...
 
+    def quiet(self) -> AbstractContextManager[None]: ...
+
     def close(self) -> None: ...
 
 
@@ -376,7 +378,8 @@ class ProjectionEngine:
         offload = [name for name in names if name in self.parallel]
         if not (self.spawn_helper and offload and len(offload) < len(names) and head >= self.parallel_min_events):
             return self._rebuild_part(names, [s for name in names for s in deferred[name]], progress)
-        helper = self.spawn_helper(offload, [s for name in offload for s in deferred[name]], self.batch_size)
+        with self.store.quiet():  # forked while no thread of this process is inside SQLite
+            helper = self.spawn_helper(offload, [s for name in offload for s in deferred[name]], self.batch_size)
         own = [name for name in names if name not in offload]
 
         def report(done: int, total: int) -> None:
