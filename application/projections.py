@@ -211,18 +211,19 @@ class ProjectionEngine:
         and rebuild from event 1 the projections whose tables have an older layout (``schema_version``)."""
         with self.store.transaction() as cur:
             cur.execute(VERSIONS_DDL)
-            for projection in self.projections.values():
-                for statement in projection.create_statements():
-                    cur.execute(statement)
-        for name in self.projections:
-            self.store.ensure_tracking(name)
         with self._lock, self.store.exclusive(True):
-            stale = self.stale_layouts()
+            stale = self.stale_layouts()  # (their statements need not fit the old tables: made anew)
+            with self.store.transaction() as cur:
+                for name, projection in self.projections.items():
+                    if name not in stale:
+                        for statement in projection.create_statements():
+                            cur.execute(statement)
+                self._record_versions(cur, [name for name in self.projections if name not in stale])
+            for name in self.projections:
+                self.store.ensure_tracking(name)
             if stale:
                 with self.store.bulk():
                     self._rebuild(stale, None)
-            with self.store.transaction() as cur:
-                self._record_versions(cur, [name for name in self.projections if name not in stale])
 
     def stale_layouts(self) -> list[str]:
         """The projections whose tables were made with another ``schema_version`` than the current one."""
