@@ -61,6 +61,8 @@ class ReadModelStore(Protocol):
 
     def bulk(self) -> AbstractContextManager[None]: ...
 
+    def quiet(self) -> AbstractContextManager[None]: ...
+
     def close(self) -> None: ...
 
 
@@ -78,6 +80,14 @@ class Projection(ABC):
     defers_store: ClassVar[bool] = False
     #: indexes that ``process`` or ``flush`` query through: built with the tables on a rebuild, not after
     lookup_indexes: ClassVar[frozenset[str]] = frozenset()
+    #: the read-model store's dialect ("sqlite" or "postgres"), set by the engine before any statement
+    dialect: str = "sqlite"
+
+    def schema_version(self) -> int:
+        """The version of the tables' layout on ``dialect``. When it differs from the version recorded
+        with the tables (1 when none was), ``ProjectionEngine.setup`` drops them and rebuilds them from
+        event 1: a change that cannot be made in place (a table's primary key) needs no migration."""
+        return 1
 
     @abstractmethod
     def create_statements(self) -> list[str]:
@@ -152,6 +162,9 @@ class _LazyTransaction:
             return None
         return self._context.__exit__(*exc)
 
+#: the ``schema_version`` each projection's tables were made with
+VERSIONS_DDL = "CREATE TABLE IF NOT EXISTS projection_versions (name TEXT PRIMARY KEY, version BIGINT NOT NULL)"
+
 _CREATE_INDEX = re.compile(r"\s*CREATE\s+INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE)
 
 
@@ -172,6 +185,8 @@ class ProjectionEngine:
         self.app = app
         self.store = store
         self.projections = {p.name: p for p in projections}
+        for projection in projections:
+            projection.dialect = getattr(store, "dialect", "sqlite")
         self.batch_size = batch_size
         self._lock = threading.RLock()
         self._wakeup = threading.Event()
@@ -192,13 +207,34 @@ class ProjectionEngine:
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
-        """Create every table and index that is missing (also repairs a rebuild that died before its indexes)."""
+        """Create every table and index that is missing (also repairs a rebuild that died before its indexes),
+        and rebuild from event 1 the projections whose tables have an older layout (``schema_version``)."""
         with self.store.transaction() as cur:
-            for projection in self.projections.values():
-                for statement in projection.create_statements():
-                    cur.execute(statement)
-        for name in self.projections:
-            self.store.ensure_tracking(name)
+            cur.execute(VERSIONS_DDL)
+        with self._lock, self.store.exclusive(True):
+            stale = self.stale_layouts()  # (their statements need not fit the old tables: made anew)
+            with self.store.transaction() as cur:
+                for name, projection in self.projections.items():
+                    if name not in stale:
+                        for statement in projection.create_statements():
+                            cur.execute(statement)
+                self._record_versions(cur, [name for name in self.projections if name not in stale])
+            for name in self.projections:
+                self.store.ensure_tracking(name)
+            if stale:
+                with self.store.bulk():
+                    self._rebuild(stale, None)
+
+    def stale_layouts(self) -> list[str]:
+        """The projections whose tables were made with another ``schema_version`` than the current one."""
+        recorded = {r["name"]: r["version"] for r in self.store.query("SELECT name, version FROM projection_versions")}
+        return [name for name, p in self.projections.items() if recorded.get(name, 1) != p.schema_version()]
+
+    def _record_versions(self, cur: ViewCursor, names: Sequence[str]) -> None:
+        for name in names:
+            cur.execute("INSERT INTO projection_versions (name, version) VALUES (?, ?)"
+                        " ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+                        (name, self.projections[name].schema_version()))
 
     def positions(self, names: Sequence[str] | None = None) -> dict[str, int]:
         stored = self.store.positions()
@@ -322,47 +358,52 @@ class ProjectionEngine:
 
         With ``spawn_helper`` set, the ``parallel`` projections are rebuilt by a helper process at the
         same time (its own pass, its own positions, the same compare-and-set), the rest here."""
-        names = list(names or self.projections)
         with self._lock, self.store.exclusive(True), self.store.bulk():
-            deferred: dict[str, list[str]] = {}
-            with self.store.transaction() as cur:
-                for name in names:
-                    projection = self.projections[name]
-                    for table in projection.tables():
-                        cur.execute(f"DROP TABLE IF EXISTS {table}")
-                    later = deferred[name] = deferred_indexes(projection)
-                    for statement in projection.create_statements():
-                        if statement not in later:
-                            cur.execute(statement)
-                    cur.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (name,))
-            head = self.app.recorder.max_notification_id() or 0
-            offload = [name for name in names if name in self.parallel]
-            if not (self.spawn_helper and offload and len(offload) < len(names) and head >= self.parallel_min_events):
-                return self._rebuild_part(names, [s for name in names for s in deferred[name]], progress)
+            return self._rebuild(list(names or self.projections), progress)
+
+    def _rebuild(self, names: list[str], progress: Progress | None) -> int:
+        deferred: dict[str, list[str]] = {}
+        with self.store.transaction() as cur:
+            cur.execute(VERSIONS_DDL)
+            self._record_versions(cur, names)  # the tables are made anew, in the current layout
+            for name in names:
+                projection = self.projections[name]
+                for table in projection.tables():
+                    cur.execute(f"DROP TABLE IF EXISTS {table}")
+                later = deferred[name] = deferred_indexes(projection)
+                for statement in projection.create_statements():
+                    if statement not in later:
+                        cur.execute(statement)
+                cur.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (name,))
+        head = self.app.recorder.max_notification_id() or 0
+        offload = [name for name in names if name in self.parallel]
+        if not (self.spawn_helper and offload and len(offload) < len(names) and head >= self.parallel_min_events):
+            return self._rebuild_part(names, [s for name in names for s in deferred[name]], progress)
+        with self.store.quiet():  # forked while no thread of this process is inside SQLite
             helper = self.spawn_helper(offload, [s for name in offload for s in deferred[name]], self.batch_size)
-            own = [name for name in names if name not in offload]
+        own = [name for name in names if name not in offload]
 
-            def report(done: int, total: int) -> None:
-                if progress:
-                    progress(min([done, *(self.store.position(name) for name in offload)]), total)
+        def report(done: int, total: int) -> None:
+            if progress:
+                progress(min([done, *(self.store.position(name) for name in offload)]), total)
 
-            processed = 0
+        processed = 0
+        try:
+            processed = self._rebuild_part(own, [s for name in own for s in deferred[name]], report)
+        finally:
+            while not helper.wait(0.25):
+                report(head, head)
             try:
-                processed = self._rebuild_part(own, [s for name in own for s in deferred[name]], report)
-            finally:
-                while not helper.wait(0.25):
-                    report(head, head)
-                try:
-                    processed = max(processed, helper.result())
-                except BaseException:
-                    # what the helper committed is consistent; make sure its tables have their indexes
-                    with self.store.transaction() as cur:
-                        for name in offload:
-                            for statement in deferred[name]:
-                                cur.execute(statement)
-                    raise
-            report(head, head)
-            return processed
+                processed = max(processed, helper.result())
+            except BaseException:
+                # what the helper committed is consistent; make sure its tables have their indexes
+                with self.store.transaction() as cur:
+                    for name in offload:
+                        for statement in deferred[name]:
+                            cur.execute(statement)
+                raise
+        report(head, head)
+        return processed
 
     def rebuild_part(self, names: Sequence[str], deferred: Sequence[str], batch_size: int | None = None) -> int:
         """In a helper process: the bulk pass of ``names``, whose tables the parent's ``rebuild`` has

@@ -90,6 +90,7 @@ class SQLiteReadModels(_Tracking):
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._checkpointer_lock = threading.Lock()
+        self._in_sqlite = threading.Lock()  # held by the checkpointer thread while it calls SQLite
         #: the last background checkpoints: (frames in the WAL, frames copied into the file)
         self.checkpoints: list[tuple[int, int]] = []
         with self._connection() as conn:
@@ -124,7 +125,8 @@ class SQLiteReadModels(_Tracking):
         self._checkpoint_due.set()
 
     def _checkpoint_loop(self) -> None:
-        conn = self._open()
+        with self._in_sqlite:
+            conn = self._open()
         try:
             while not self._closing.is_set():
                 self._checkpoint_due.wait()
@@ -133,14 +135,26 @@ class SQLiteReadModels(_Tracking):
                 self._checkpoint_due.clear()
                 try:
                     # PASSIVE: copies what no reader still needs, blocks neither readers nor writers
-                    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    with self._in_sqlite:
+                        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints.append((frames, copied))
                     del self.checkpoints[:-10]
                 except sqlite3.Error:
                     pass  # busy or closing: the next commit asks again
                 self._closing.wait(CHECKPOINT_INTERVAL)  # the WAL grows at most this long between
         finally:
-            conn.close()
+            with self._in_sqlite:
+                conn.close()
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """No background thread of this store is inside SQLite meanwhile: a process forked now (the
+        rebuild helper) does not inherit a mutex that SQLite held in that thread. Forked during a
+        checkpoint, the helper hung for good in its first ``sqlite3.connect`` (the file-locking
+        mutex that opening a database takes was the checkpoint's, and no thread of the child would
+        ever release it)."""
+        with self._in_sqlite:
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -230,6 +244,11 @@ class PostgresReadModels(_Tracking):
 
     def bulk(self):
         """For a rebuild: nothing to change on PostgreSQL."""
+        return nullcontext()
+
+    def quiet(self):
+        """Before a fork: no background thread of this store to hold back (its pool's connections are
+        never used by the child, which opens its own)."""
         return nullcontext()
 
     def exclusive(self, blocking: bool = True):

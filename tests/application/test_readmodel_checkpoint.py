@@ -41,3 +41,52 @@ def test_bulk_rebuild_still_checkpoints_in_line_and_restores_the_setting(tmp_pat
         assert store._connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     finally:
         store.close()
+
+
+def test_no_checkpoint_runs_while_the_store_is_quiet_so_a_fork_inherits_no_sqlite_mutex(tmp_path):
+    """The rebuild forks its helper inside ``quiet()``: a checkpoint asked for meanwhile waits until
+    after the fork (a helper forked mid-checkpoint hung in its first sqlite3.connect)."""
+    store = SQLiteReadModels(str(tmp_path / "z-views.db"))
+    try:
+        with store.transaction() as cur:
+            cur.execute("CREATE TABLE t (i INTEGER PRIMARY KEY)")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not store.checkpoints:
+            time.sleep(0.02)
+        done = len(store.checkpoints)
+        with store.quiet():
+            with store.transaction() as cur:
+                cur.execute("INSERT INTO t VALUES (1)")
+            time.sleep(0.8)  # longer than the checkpointer's interval
+            assert len(store.checkpoints) == done, "no checkpoint while quiet"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(store.checkpoints) == done:
+            time.sleep(0.02)
+        assert len(store.checkpoints) > done, "the checkpoint asked for meanwhile runs afterwards"
+    finally:
+        store.close()
+
+
+def test_the_rebuild_forks_its_helper_while_the_read_models_are_quiet(store_url, make_settings):
+    from api.container import build, setup_store
+    from application.demo import generate
+
+    settings = make_settings(store_url)
+    setup_store(settings)
+    svc = build(settings, follow=False)
+    try:
+        generate(svc.app, participants=1, seed=5)
+        engine = svc.projections
+        engine.parallel_min_events = 0
+        spawn, quiet = engine.spawn_helper, []
+
+        def spy(*args):
+            lock = getattr(engine.store, "_in_sqlite", None)
+            quiet.append(lock is None or lock.locked())
+            return spawn(*args)
+
+        engine.spawn_helper = spy if spawn is not None else None
+        engine.rebuild()
+        assert spawn is None or quiet == [True]
+    finally:
+        svc.close()

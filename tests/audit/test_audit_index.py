@@ -33,7 +33,14 @@ def test_every_event_is_indexed_once_with_its_stamp_participant_site_and_clinica
     correction = next(r for r in rows.values() if r["event_type"] == "FieldCorrected" and r["participant_id"] == trial.minsk)
     assert correction["actor_username"] == "inv_minsk" and correction["actor_role"] == "investigator"
     assert correction["reason"] == "transcribed wrongly from source"
-    assert json.loads(correction["changes"]) == [{"field": "birth_year", "old_value": 1970, "new_value": 1971}]
+    # the changes are kept once, in audit_changes (the event's JSON only for changes the rows cannot say)
+    assert correction["changes"] is None and correction["n_changes"] == 1
+    assert [(r["field"], json.loads(r["old_value"]), json.loads(r["new_value"])) for r in store.query(
+        "SELECT field, old_value, new_value FROM audit_changes WHERE position = ?", (correction["position"],)
+    )] == [("birth_year", 1970, 1971)]
+    dm = trial.actors["insp"]
+    shown = app.audit_events(dm, participant=trial.minsk, type="FieldCorrected")["events"]
+    assert shown[0]["changes"] == [{"field": "birth_year", "old_value": 1970, "new_value": 1971}]
 
     entries = store.query(
         "SELECT field, entry_no, old_value, new_value FROM audit_changes WHERE aggregate_id = ? ORDER BY position, seq",
@@ -69,3 +76,47 @@ def test_clinical_date_rule():
     e = E()
     e.visit_date = "not a date"
     assert clinical_date_of(e) == (None, False)
+
+
+def test_changes_the_rows_cannot_say_exactly_are_kept_as_the_event_had_them():
+    """A change with another key, or a field that is not text, keeps the event's changes as JSON; plain
+    ones are said by the audit_changes rows alone, and read back equal to what the event carried."""
+    import datetime as dt
+    import sqlite3
+    import uuid
+    from types import SimpleNamespace
+
+    from application.audit_index import AuditIndex
+    from application.audit_queries import AuditQueries
+
+    conn = sqlite3.connect(":memory:")
+    cur = conn.cursor()
+    index = AuditIndex()
+    for statement in index.create_statements():
+        cur.execute(statement)
+
+    class Edited:  # any event type: the index reads attributes only
+        def __init__(self, version, changes):
+            self.originator_id, self.originator_version = uuid.UUID(int=7), version
+            self.timestamp = dt.datetime(2026, 3, 1, 12, tzinfo=dt.timezone.utc)
+            self.audit = {"actor": {"user_id": "u1", "username": "ann", "role": "investigator"}}
+            self.changes = changes
+
+    plain = [{"field": "a", "old_value": None, "new_value": {"x": [1, 2]}}, {"field": "b", "old_value": 1, "new_value": 2}]
+    odd = [{"field": "c", "old_value": 1, "new_value": 2, "unit": "mg"}]
+    numbered = [{"field": 3, "old_value": None, "new_value": "x"}]
+    for position, changes in enumerate((plain, odd, numbered, []), start=1):
+        index.process(Edited(position, changes), position, cur)
+    index.flush(cur)
+    rows = [dict(zip([d[0] for d in cur.description], r)) for r in cur.execute("SELECT * FROM audit_events ORDER BY position")]
+    assert [r["changes"] is None for r in rows] == [True, False, False, True]
+
+    class Store:
+        def query(self, sql, params=()):
+            c = conn.execute(sql, tuple(params))
+            return [dict(zip([d[0] for d in c.description], r)) for r in c.fetchall()]
+
+    queries = AuditQueries()
+    queries.read_models = SimpleNamespace(store=Store())
+    shown = [r["changes"] for r in queries._with_changes(rows)]
+    assert shown == [plain, odd, [{"field": 3, "old_value": None, "new_value": "x"}], []]

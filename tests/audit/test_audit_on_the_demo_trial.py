@@ -104,3 +104,72 @@ def test_the_list_of_changed_fields_is_filled_for_an_index_built_before_it_exist
     assert {r["field"] for r in store.query("SELECT field FROM audit_fields")} == before
     dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
     assert app.audit_events(dm, item="mrss.*", limit=5)["events"]
+
+
+
+#: the audit tables as schema version 1 made them (on both stores)
+VERSION_1_TABLES = (
+    "CREATE TABLE audit_events ("
+    " position BIGINT PRIMARY KEY, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL,"
+    " event_type TEXT NOT NULL, aggregate_type TEXT NOT NULL, participant_id TEXT, site TEXT,"
+    " actor_user_id TEXT NOT NULL, actor_username TEXT, actor_full_name TEXT, actor_role TEXT, actor_site TEXT,"
+    " reason TEXT, reason_code TEXT, source TEXT, query_id TEXT,"
+    " recorded_at TEXT NOT NULL, clinical_date TEXT, n_changes BIGINT NOT NULL, fields TEXT, changes TEXT NOT NULL)",
+    "CREATE INDEX audit_events_aggregate ON audit_events (aggregate_id, version)",
+    "CREATE TABLE audit_changes ("
+    " position BIGINT NOT NULL, seq BIGINT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_type TEXT NOT NULL,"
+    " participant_id TEXT, site TEXT, actor_user_id TEXT NOT NULL, actor_username TEXT, actor_role TEXT,"
+    " field TEXT NOT NULL, old_value TEXT, new_value TEXT, entry_no BIGINT NOT NULL,"
+    " recorded_at TEXT NOT NULL, clinical_date TEXT, PRIMARY KEY (position, seq))",
+)
+
+
+def _layout(store) -> dict[str, str]:
+    if store.dialect == "sqlite":
+        rows = store.query("SELECT name, sql FROM sqlite_master WHERE name IN ('audit_events', 'audit_changes')")
+        return {r["name"]: r["sql"] for r in rows}
+    rows = store.query("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                       " AND table_name = 'audit_events'")
+    return {"audit_events": " ".join(sorted(r["column_name"] for r in rows))}
+
+
+def test_an_audit_index_in_the_older_layout_is_rebuilt_in_the_current_one_on_start(services, monkeypatch):
+    """Schema version 1 kept every event's changes twice (audit_events.changes and audit_changes) and
+    the changed fields' names, and on SQLite keyed audit_events by a BIGINT (a second b-tree) and gave
+    audit_changes a rowid. An index in that layout is dropped and rebuilt from event 1 when the store
+    is set up (a primary key cannot be altered in place); the other read models are left alone."""
+    app, engine = services.app, services.projections
+    generate(app, participants=2, seed=3, today=TODAY)
+    app.read_models.wait_for()
+    store = engine.store
+    live = engine.dump()
+    rebuilt: list[list[str]] = []
+    rebuild = engine._rebuild
+    monkeypatch.setattr(engine, "_rebuild", lambda names, progress: rebuilt.append(names) or rebuild(names, progress))
+
+    engine.setup()  # the current layout: nothing to do
+    assert rebuilt == [] and engine.stale_layouts() == []
+    current = _layout(store)
+    assert "fields" not in current["audit_events"].split()
+    if store.dialect == "sqlite":
+        assert "WITHOUT ROWID" in current["audit_changes"]
+        assert "position INTEGER PRIMARY KEY" in current["audit_events"]
+
+    # the index as version 1 left it (the rows do not matter: they are made anew), no version recorded
+    with store.transaction() as cur:
+        cur.execute("DROP TABLE audit_events")
+        cur.execute("DROP TABLE audit_changes")
+        for statement in VERSION_1_TABLES:
+            cur.execute(statement)
+        cur.execute("DELETE FROM projection_versions")
+    assert _layout(store) != current
+    assert engine.stale_layouts() == ["audit_index"]
+
+    engine.setup()
+    assert rebuilt == [["audit_index"]] and engine.stale_layouts() == []
+    assert _layout(store) == current
+    assert not store.query("SELECT 1 AS one FROM audit_events WHERE aggregate_id IS NULL")
+    assert engine.dump() == live
+    assert engine.positions()["audit_index"] == app.recorder.max_notification_id()
+    dm = app.actor_for(str(app.user_by_name("demo.datamanager").id))
+    assert app.audit_events(dm, item="mrss.*", limit=5)["events"]
