@@ -41,7 +41,6 @@ from psycopg.sql import SQL, Identifier
 
 from infrastructure.changecount import ChangeCounter
 from infrastructure.filelock import ProcessLock
-from infrastructure.walcheckpoint import SAFETY_PAGES, WalCheckpointer
 
 APP_NAME = "trialaudit"
 
@@ -73,28 +72,6 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         # longest (the coldest); this pool hands out the one returned last, whose cache is the warmest
         # (the participant read and the lock lookups of a command then usually share one).
         self._pool = _LifoDeque(self._pool)
-        #: the background WAL checkpointer, once a recorder asked for it (``checkpoint_in_background``)
-        self.checkpointer: WalCheckpointer | None = None
-        self._autocheckpoint_pages: int | None = None
-
-    def checkpoint_in_background(self) -> WalCheckpointer | None:
-        """Leave the WAL's checkpoints to a background thread (infrastructure/walcheckpoint.py): the
-        connections keep only a large automatic checkpoint as a safety net. The caller reports its
-        commits to ``checkpointer.written()``. Nothing to do for an in-memory database."""
-        if self.is_sqlite_memory_mode:
-            return None
-        if self.checkpointer is None:
-            self.checkpointer = WalCheckpointer(self.db_name, name="events-checkpoint")
-            self._autocheckpoint_pages = SAFETY_PAGES
-            with self._put_condition:  # idle connections made before (none is in use while a recorder is made)
-                for conn in self._pool:
-                    conn._sqlite_conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_PAGES}")
-        return self.checkpointer
-
-    def close(self) -> None:
-        if getattr(self, "checkpointer", None) is not None:
-            self.checkpointer.close()
-        super().close()
 
     def get_connection(self, timeout: float | None = None, is_writer: bool | None = None):
         if self.is_sqlite_memory_mode:
@@ -128,9 +105,6 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         if not self.is_sqlite_memory_mode:
             conn._sqlite_conn.execute("PRAGMA synchronous=FULL")
         conn._sqlite_conn.execute("PRAGMA busy_timeout=10000")
-        pages = getattr(self, "_autocheckpoint_pages", None)
-        if pages is not None:
-            conn._sqlite_conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
         return conn
 
 
@@ -205,10 +179,6 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         self._leader_lock = threading.Lock()
         db_name = datastore.pool.db_name
         self._process_lock = None if datastore.pool.is_sqlite_memory_mode else ProcessLock(db_name + ".write-lock")
-        # The WAL is checkpointed in the background, not by the batch whose commit crosses 1,000 pages
-        # (that batch, and every worker waiting for the write lock, waited for the checkpoint's fsyncs).
-        pool = datastore.pool
-        self._checkpointer = pool.checkpoint_in_background() if isinstance(pool, DurableSQLiteConnectionPool) else None
         self._counters: dict[tuple[str, ...], ChangeCounter] = {}
 
     def count_changes(self, *topic_prefixes: str) -> ChangeCounter | None:
@@ -386,8 +356,6 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             for pending in batch:
                 if not pending.done:
                     pending.error, pending.result, pending.done = e, None, True
-        if self._checkpointer is not None:
-            self._checkpointer.written()
 
     def _commit_batch(self, batch: list[_PendingWrite]) -> None:
         counters = self._watched(batch) if self._counters else []
