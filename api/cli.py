@@ -53,7 +53,7 @@ def setup() -> None:
     """Create the store's tables, append-only triggers and keys (run once before several workers)."""
     s = settings()
     try:
-        setup_store(s)
+        _setup_store(s)
     except StoreConfigError as e:
         fail(str(e))
     out.print(f"store ready: {s.database_url}")
@@ -75,7 +75,7 @@ def serve(
 
     s = settings()
     try:
-        setup_store(s)
+        _setup_store(s)
     except StoreConfigError as e:
         fail(str(e))
     if s.demo:
@@ -100,7 +100,7 @@ def users_add(
         password = sys.stdin.readline().rstrip("\r\n")
     s = settings()
     try:
-        setup_store(s)
+        _setup_store(s)
         svc = build(s)
     except StoreConfigError as e:
         fail(str(e))
@@ -137,11 +137,31 @@ def _progress_bar(description: str):
     return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
 
 
+def _setup_store(s: Settings) -> None:
+    """``setup_store`` with a progress bar that appears only if read models are rebuilt in a new table
+    layout (once, after an upgrade: about 40 s per million events on SQLite)."""
+    bar, task = None, None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar, task
+        if bar is None:
+            bar = _progress_bar("rebuilding read models in their new table layout (once, after an upgrade)")
+            bar.start()
+            task = bar.add_task("setup", total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        setup_store(s, progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
 @projections_cli.command("rebuild")
 def projections_rebuild(name: list[str] = typer.Argument(None, help="Projections to rebuild (default: all)")) -> None:
     """Drop the read models and rebuild them from event 1, with a progress bar."""
     s = settings()
-    setup_store(s)
+    _setup_store(s)
     svc = build(s, follow=False)
     try:
         unknown = set(name or ()) - set(svc.projections.projections)
@@ -163,7 +183,7 @@ def projections_rebuild(name: list[str] = typer.Argument(None, help="Projections
 def projections_run(interval: float = typer.Option(0.2, help="Seconds between polls of the event log")) -> None:
     """Follow the event log and keep the read models current (a process of its own, for PostgreSQL)."""
     s = settings()
-    setup_store(s)
+    _setup_store(s)
     svc = build(s, follow=False)
     out.print(f"following {s.database_url}; Ctrl-C to stop")
     try:
@@ -193,7 +213,7 @@ def _sha256_rate(size: int = 300, seconds: float = 0.2) -> float:
 def _integrity_services():
     s = settings()
     try:
-        setup_store(s)
+        _setup_store(s)
         return build(s, follow=False)
     except (StoreConfigError, ValueError) as e:
         fail(str(e))
@@ -312,7 +332,7 @@ def export_odm(
     password = _read_password()
     s = settings()
     try:
-        setup_store(s)
+        _setup_store(s)
         svc = build(s, follow=participant is not None)
     except (StoreConfigError, ValueError) as e:
         fail(str(e))
@@ -379,7 +399,7 @@ def demo(
 
     s = settings()
     try:
-        setup_store(s)
+        _setup_store(s)
     except StoreConfigError as e:
         fail(str(e))
     svc = build(s, follow=False)

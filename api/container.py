@@ -51,20 +51,21 @@ def _token_key(settings: Settings) -> bytes:
     return load_or_create(settings.data_dir / "token.key")
 
 
-def setup_store(settings: Settings) -> None:
-    """Create the tables, triggers and keys once, before any worker starts (idempotent)."""
+def setup_store(settings: Settings, progress: Callable[[int, int], None] | None = None) -> None:
+    """Create the tables, triggers and keys once, before any worker starts (idempotent). ``progress``
+    hears of the one-time rebuild of read models whose table layout changed, if there is one."""
     if settings.is_postgres:
         store.prepare_postgres(settings.database_url)
         with store.PostgresSetupLock(settings.database_url):
-            _setup(settings)
+            _setup(settings, progress)
     else:
-        _setup(settings)
+        _setup(settings, progress)
 
 
-def _setup(settings: Settings) -> None:
+def _setup(settings: Settings, progress: Callable[[int, int], None] | None) -> None:
     services = build(settings, create_tables=True, follow=False)
     try:
-        services.projections.setup()
+        services.projections.setup(progress)
     finally:
         services.close()
 

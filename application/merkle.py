@@ -203,9 +203,6 @@ class Frontier:
             h = _sha256(b"\x01" + left + h).digest()
         return h
 
-    def copy(self) -> Frontier:
-        return Frontier(self.size, self.hashes)
-
 
 # --------------------------------------------------------------------------- node addressing
 def post_order_position(level: int, index: int) -> int:

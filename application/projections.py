@@ -206,9 +206,10 @@ class ProjectionEngine:
         self.spawn_helper: Callable[[list[str], list[str], int], Any] | None = None
 
     # ------------------------------------------------------------------ set-up
-    def setup(self) -> None:
+    def setup(self, progress: Progress | None = None) -> None:
         """Create every table and index that is missing (also repairs a rebuild that died before its indexes),
-        and rebuild from event 1 the projections whose tables have an older layout (``schema_version``)."""
+        and rebuild from event 1 the projections whose tables have an older layout (``schema_version``),
+        reporting that rebuild's progress (nothing is reported when no layout is stale)."""
         with self.store.transaction() as cur:
             cur.execute(VERSIONS_DDL)
         with self._lock, self.store.exclusive(True):
@@ -223,7 +224,7 @@ class ProjectionEngine:
                 self.store.ensure_tracking(name)
             if stale:
                 with self.store.bulk():
-                    self._rebuild(stale, None)
+                    self._rebuild(stale, progress)
 
     def stale_layouts(self) -> list[str]:
         """The projections whose tables were made with another ``schema_version`` than the current one."""

@@ -147,8 +147,9 @@ def test_an_audit_index_in_the_older_layout_is_rebuilt_in_the_current_one_on_sta
     rebuild = engine._rebuild
     monkeypatch.setattr(engine, "_rebuild", lambda names, progress: rebuilt.append(names) or rebuild(names, progress))
 
-    engine.setup()  # the current layout: nothing to do
-    assert rebuilt == [] and engine.stale_layouts() == []
+    seen: list[tuple[int, int]] = []
+    engine.setup(lambda done, total: seen.append((done, total)))  # the current layout: nothing to do
+    assert rebuilt == [] and engine.stale_layouts() == [] and seen == []  # (so no progress bar on start)
     current = _layout(store)
     assert "fields" not in current["audit_events"].split()
     if store.dialect == "sqlite":
@@ -165,8 +166,9 @@ def test_an_audit_index_in_the_older_layout_is_rebuilt_in_the_current_one_on_sta
     assert _layout(store) != current
     assert engine.stale_layouts() == ["audit_index"]
 
-    engine.setup()
+    engine.setup(lambda done, total: seen.append((done, total)))
     assert rebuilt == [["audit_index"]] and engine.stale_layouts() == []
+    assert seen and seen[-1][0] == seen[-1][1] == app.recorder.max_notification_id()  # the rebuild showed progress
     assert _layout(store) == current
     assert not store.query("SELECT 1 AS one FROM audit_events WHERE aggregate_id IS NULL")
     assert engine.dump() == live
