@@ -26,6 +26,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
+from uuid import UUID
+
+import orjson
 
 
 class ViewCursor(Protocol):
@@ -66,6 +69,60 @@ class ReadModelStore(Protocol):
     def close(self) -> None: ...
 
 
+_TYPE_KEY = b'"_type_"'
+
+
+class Recorded:
+    """One event of the log as a projection that reads stored state gets it (``reads_state``).
+
+    ``fields()`` is the event's state as a dict, parsed once with orjson and nothing more: the
+    recorded time stays the transcoded ``{"_type_": "datetime_iso", ...}`` object (read it with
+    ``application.views.iso_recorded``), and a state holding any other transcoded value is decoded by
+    the application's transcoder in full, so every value a projection reads is the one the domain
+    event carries. ``event()`` is the domain event itself, decoded by the application's mapper on
+    first use. ``originator_id`` is the id as the store keeps it (a UUID, or its hex on SQLite);
+    ``aggregate_id`` is its canonical text, as ``str(event.originator_id)`` gives it.
+
+    It is also what the mapper decodes (a stored event's four attributes), so the log is read as
+    plain rows and an event becomes an object only for a projection that asks for one."""
+
+    __slots__ = ("id", "originator_id", "originator_version", "topic", "state", "_mapper", "_fields", "_event")
+
+    def __init__(self, row: Sequence[Any], mapper: Any):
+        self.id, self.originator_id, self.originator_version, self.topic, self.state = row
+        self._mapper = mapper
+        self._fields: dict[str, Any] | None = None
+        self._event: Any = None
+
+    @property
+    def aggregate_id(self) -> str:
+        oid = self.originator_id
+        if type(oid) is str and len(oid) == 32:  # the hex SQLite keeps: the UUID's text, without parsing
+            return f"{oid[:8]}-{oid[8:12]}-{oid[12:16]}-{oid[16:20]}-{oid[20:]}"
+        if isinstance(oid, UUID):  # PostgreSQL's
+            return str(oid)
+        return str(self.event().originator_id)
+
+    def fields(self) -> dict[str, Any]:
+        if self._fields is None:
+            mapper, data = self._mapper, self.state
+            if mapper.cipher or mapper.compressor:
+                self._fields = dict(vars(self.event()))
+                return self._fields
+            value = orjson.loads(data)
+            typed = data.count(_TYPE_KEY)
+            if typed and not (typed == 1 and type(value) is dict and type(value.get("timestamp")) is dict
+                              and value["timestamp"].get("_type_") == "datetime_iso"):
+                value = mapper.transcoder.decode(data)
+            self._fields = value
+        return self._fields
+
+    def event(self) -> Any:
+        if self._event is None:
+            self._event = self._mapper.to_domain_event(self)
+        return self._event
+
+
 class PositionMoved(Exception):
     """Another worker advanced the projection first; this batch is rolled back and re-read."""
 
@@ -82,6 +139,10 @@ class Projection(ABC):
     lookup_indexes: ClassVar[frozenset[str]] = frozenset()
     #: the read-model store's dialect ("sqlite" or "postgres"), set by the engine before any statement
     dialect: str = "sqlite"
+    #: the engine calls ``process_recorded`` with the stored event (``Recorded``) instead of ``process``
+    #: with the decoded domain event: for a projection that reads a few values of nearly every event,
+    #: decoding each into an object costs more than its own work
+    reads_state: ClassVar[bool] = False
 
     def schema_version(self) -> int:
         """The version of the tables' layout on ``dialect``. When it differs from the version recorded
@@ -101,6 +162,10 @@ class Projection(ABC):
     @abstractmethod
     def process(self, event: Any, notification_id: int, cursor: ViewCursor) -> None:
         """Apply one event to the rows, using ``cursor`` (inside the batch's transaction)."""
+
+    def process_recorded(self, recorded: Recorded, cur: ViewCursor) -> None:
+        """``process`` for a projection that ``reads_state`` (the default decodes the event)."""
+        self.process(recorded.event(), recorded.id, cur)
 
     def begin_batch(self) -> None:
         """Called before each batch (optional): forget any state kept from a batch that was rolled back."""
@@ -281,22 +346,22 @@ class ProjectionEngine:
         topics: tuple[str, ...] = ()
         if all(p.topics for p in group):
             topics = tuple(sorted({t for p in group for t in p.topics}))
-        notifications = self.app.recorder.select_notifications(
-            start=start, stop=stop, limit=self.batch_size, topics=topics, inclusive_of_start=False
-        )
+        rows = self._read(start, stop, topics)
         # With a topic filter, a short page means nothing more up to stop is relevant.
-        end = notifications[-1].id if len(notifications) == self.batch_size else stop
-        routes: dict[str, list[list[tuple[Any, int]]]] = {}  # topic -> the event lists that want it
-        to_domain_event = self.app.mapper.to_domain_event
-        # each event decoded once; then projection by projection, those that leave the store alone
-        # until flush first, so that the transaction (SQLite's write lock) begins as late as it can
-        events: dict[str, list[tuple[Any, int]]] = {p.name: [] for p in group}
-        for n in notifications:
-            targets = routes.get(n.topic)
+        end = rows[-1][0] if len(rows) == self.batch_size else stop
+        mapper = self.app.mapper
+        routes: dict[str, list[list[Recorded]]] = {}  # topic -> the lists of the projections that want it
+        # each event read once for all of them (and decoded at most once, by the first that needs it);
+        # then projection by projection, those that leave the store alone until flush first, so that
+        # the transaction (SQLite's write lock) begins as late as it can
+        events: dict[str, list[Recorded]] = {p.name: [] for p in group}
+        for row in rows:
+            topic = row[3]
+            targets = routes.get(topic)
             if targets is None:
-                targets = routes[n.topic] = [events[p.name] for p in group if not p.topics or n.topic in p.topics]
+                targets = routes[topic] = [events[p.name] for p in group if not p.topics or topic in p.topics]
             if targets:
-                item = (to_domain_event(n), n.id)
+                item = Recorded(row, mapper)
                 for target in targets:
                     target.append(item)
         for projection in group:
@@ -304,9 +369,14 @@ class ProjectionEngine:
         try:
             with _LazyTransaction(self.store) as cur:
                 for projection in sorted(group, key=lambda p: not p.defers_store):
-                    process = projection.process
-                    for event, notification_id in events[projection.name]:
-                        process(event, notification_id, cur)
+                    if projection.reads_state:
+                        process_recorded = projection.process_recorded
+                        for recorded in events[projection.name]:
+                            process_recorded(recorded, cur)
+                    else:
+                        process = projection.process
+                        for recorded in events[projection.name]:
+                            process(recorded.event(), recorded.id, cur)
                 for projection in group:
                     projection.flush(cur)
                     if not self.store.advance(cur, projection.name, start, end):
@@ -322,7 +392,18 @@ class ProjectionEngine:
         for projection in group:
             if projection.name in self._bulk:
                 self._bulk[projection.name] = end
-        return len(notifications), end
+        return len(rows), end
+
+    def _read(self, start: int, stop: int, topics: tuple[str, ...]) -> Sequence[Sequence[Any]]:
+        """A page of the log as rows (id, originator id, version, topic, state): the recorder's
+        ``select_notification_rows`` where it has one (SQLite: no object and no UUID per row), else
+        its notifications."""
+        recorder = self.app.recorder
+        select_rows = getattr(recorder, "select_notification_rows", None)
+        if select_rows is not None:
+            return select_rows(start=start, stop=stop, limit=self.batch_size, topics=topics)
+        return [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in recorder.select_notifications(
+            start=start, stop=stop, limit=self.batch_size, topics=topics, inclusive_of_start=False)]
 
     def wait_for(self, notification_id: int | None = None, timeout: float = 10.0,
                  names: Sequence[str] | None = None) -> None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from application.projections import Projection, ViewCursor
+from application.projections import Projection, Recorded, ViewCursor
 from application.scores import score_items
-from application.views import iso
+from application.views import iso, iso_recorded
 from domain.schedule import BASELINE
 from domain.visit import Visit
 
 _V = Visit
 ITEM_EVENTS = (_V.ItemRecorded, _V.ItemCorrected, _V.ItemCleared)
+_ITEM_TOPICS = frozenset(cls.TOPIC for cls in ITEM_EVENTS)
 
 VISIT_COLUMNS = (
     "visit_id", "participant_id", "site", "arm", "code", "target_date", "window_start", "window_end", "held_on",
@@ -60,6 +61,8 @@ class VisitScores(Projection):
 
     #: flush reads a participant's visits back to refresh the change from baseline
     defers_store = True
+    #: item events (nearly all it reads) are taken from their stored state; the others are decoded
+    reads_state = True
     lookup_indexes = frozenset({"visit_scores_participant"})
 
     def create_statements(self) -> list[str]:
@@ -87,12 +90,14 @@ class VisitScores(Projection):
             # kept until the end of the batch: items written together, each visit scored once (flush)
             self._pending.setdefault(vid, {})[event.item_code] = (
                 _CLEARED if isinstance(event, _V.ItemCleared) else encode_value(event.value))
-            self._dirty[vid] = (version, event.timestamp)
+            self._dirty[vid] = (version, iso(event.timestamp))
             return
         # kept until the end of the batch too, in order: the batch touches the store only in flush
         at = iso(event.timestamp)
         statements = self._statements
         if isinstance(event, _V.VisitScheduled):
+            if self._memory is not None:
+                self._memory.schedule(vid, event.participant_id, event.code)
             statements.append((
                 "INSERT INTO visit_scores (visit_id, participant_id, site, arm, code, target_date, window_start,"
                 " window_end, deviations, version, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -112,11 +117,29 @@ class VisitScores(Projection):
             statements.append(("UPDATE visit_scores SET deviations = deviations + 1, version = ?, modified_at = ?"
                                " WHERE visit_id = ?", (version, at, vid)))
 
+    def process_recorded(self, recorded: Recorded, cur: ViewCursor) -> None:
+        topic = recorded.topic
+        if topic not in _ITEM_TOPICS:
+            self.process(recorded.event(), recorded.id, cur)
+            return
+        state = recorded.fields()
+        vid = recorded.aggregate_id
+        self._pending.setdefault(vid, {})[state["item_code"]] = (
+            _CLEARED if topic == _V.ItemCleared.TOPIC else encode_value(state["value"]))
+        self._dirty[vid] = (recorded.originator_version, iso_recorded(state["timestamp"]))
+
     def __init__(self) -> None:
+        self._memory: _Memory | None = None
         self.begin_batch()
 
+    def begin_rebuild(self) -> None:
+        self._memory = _Memory()
+
+    def end_rebuild(self) -> None:
+        self._memory = None
+
     def begin_batch(self) -> None:
-        self._dirty: dict[str, tuple[int, Any]] = {}
+        self._dirty: dict[str, tuple[int, str]] = {}  # visit -> (version, time) of its last item event
         self._pending: dict[str, dict[str, str]] = {}
         self._statements: list[tuple[str, tuple]] = []
 
@@ -141,11 +164,44 @@ class VisitScores(Projection):
                 " ON CONFLICT (visit_id, item_code) DO UPDATE SET value = excluded.value", upserts)
         if deletes:
             cur.executemany("DELETE FROM visit_items WHERE visit_id = ? AND item_code = ?", deletes)
-        # the dirty visits' items, scores and participants in a statement or two per 500 visits, not
-        # four per visit (each a round trip on PostgreSQL)
+        memory = self._memory
+        if memory is not None:  # a rebuild: every visit's items and scores are known here, none read back
+            items, participants = memory.items_of(dirty, pending), memory.participants_of(dirty)
+        else:
+            items, participants = self._read_back(dirty, cur)
+        score_rows, version_rows = [], []
+        for vid, (version, modified_at) in dirty.items():
+            acr, mrss = score_items(items[vid])
+            acr_total, mrss_total = acr and acr["total_score"], mrss and mrss["total"]
+            score_rows.append((
+                dumps(acr), dumps(mrss), acr_total, None if acr is None else acr["applicable"],
+                None if acr is None else acr["meets_criteria"], None if acr is None else acr["indeterminate"],
+                mrss_total, vid,
+            ))
+            version_rows.append((version, modified_at, vid, version))
+            if memory is not None:
+                memory.scored(vid, acr_total, mrss_total)
+        if score_rows:
+            cur.executemany(
+                "UPDATE visit_scores SET acr_eular = ?, mrss = ?, acr_total = ?, acr_applicable = ?, acr_meets = ?,"
+                " acr_indeterminate = ?, mrss_total = ? WHERE visit_id = ?", score_rows)
+            cur.executemany("UPDATE visit_scores SET version = ?, modified_at = ? WHERE visit_id = ? AND version < ?",
+                            version_rows)
+        if memory is not None:
+            changes = memory.changes(participants)
+            if changes:
+                cur.executemany("UPDATE visit_scores SET acr_change = ?, mrss_change = ? WHERE visit_id = ?", changes)
+            return
+        for pid in sorted(participants):
+            self._refresh_changes(pid, cur)
+
+    @staticmethod
+    def _read_back(dirty: dict[str, Any], cur: ViewCursor) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The dirty visits' items and participants, in a statement or two per 500 visits, not two
+        per visit (each a round trip on PostgreSQL)."""
         vids = list(dirty)
-        items: dict[Any, dict[str, Any]] = {vid: {} for vid in vids}
-        participants = set()
+        items: dict[str, dict[str, Any]] = {vid: {} for vid in vids}
+        participants: set[str] = set()
         for start in range(0, len(vids), 500):
             chunk = vids[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -154,24 +210,7 @@ class VisitScores(Projection):
                 items[vid][code] = decode_value(value)
             cur.execute(f"SELECT participant_id FROM visit_scores WHERE visit_id IN ({marks})", chunk)
             participants.update(row[0] for row in cur.fetchall())
-        score_rows, version_rows = [], []
-        for vid, (version, timestamp) in dirty.items():
-            acr, mrss = score_items(items[vid])
-            score_rows.append((
-                dumps(acr), dumps(mrss),
-                acr and acr["total_score"], None if acr is None else acr["applicable"],
-                None if acr is None else acr["meets_criteria"], None if acr is None else acr["indeterminate"],
-                mrss and mrss["total"], vid,
-            ))
-            version_rows.append((version, iso(timestamp), vid, version))
-        if score_rows:
-            cur.executemany(
-                "UPDATE visit_scores SET acr_eular = ?, mrss = ?, acr_total = ?, acr_applicable = ?, acr_meets = ?,"
-                " acr_indeterminate = ?, mrss_total = ? WHERE visit_id = ?", score_rows)
-            cur.executemany("UPDATE visit_scores SET version = ?, modified_at = ? WHERE visit_id = ? AND version < ?",
-                            version_rows)
-        for pid in sorted(participants):
-            self._refresh_changes(pid, cur)
+        return items, participants
 
     @staticmethod
     def _refresh_changes(pid: str, cur: ViewCursor) -> None:
@@ -187,6 +226,54 @@ class VisitScores(Projection):
             if (acr_change, mrss_change) != (old_acr_change, old_mrss_change):
                 cur.execute("UPDATE visit_scores SET acr_change = ?, mrss_change = ? WHERE visit_id = ?",
                             (acr_change, mrss_change, visit_id))
+
+
+class _Memory:
+    """What a rebuild knows of every visit, kept from batch to batch (see ``Projection.begin_rebuild``):
+    its participant and code, its current items, its totals and changes from baseline as written.
+    Only this engine writes the tables meanwhile and every batch commits (a batch that does not ends
+    the rebuild's bulk mode, and this with it), so it equals what the rows say."""
+
+    def __init__(self) -> None:
+        self.visit: dict[str, list[Any]] = {}  # visit -> [participant, code, acr total, mrss total, acr change, mrss change]
+        self.visits_of: dict[str, list[str]] = {}  # participant -> its visits
+        self.items: dict[str, dict[str, Any]] = {}  # visit -> item code -> value
+
+    def schedule(self, vid: str, participant_id: str, code: str) -> None:
+        self.visit[vid] = [participant_id, code, None, None, None, None]
+        self.visits_of.setdefault(participant_id, []).append(vid)
+
+    def items_of(self, dirty: dict[str, Any], pending: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
+        for vid, changed in pending.items():
+            current = self.items.setdefault(vid, {})
+            for code, value in changed.items():
+                if value is _CLEARED:
+                    current.pop(code, None)
+                else:
+                    current[code] = decode_value(value)
+        return {vid: self.items.get(vid, {}) for vid in dirty}
+
+    def participants_of(self, dirty: dict[str, Any]) -> set[str]:
+        return {self.visit[vid][0] for vid in dirty if vid in self.visit}
+
+    def scored(self, vid: str, acr_total: Any, mrss_total: Any) -> None:
+        if vid in self.visit:
+            self.visit[vid][2:4] = [acr_total, mrss_total]
+
+    def changes(self, participants: set[str]) -> list[tuple[Any, Any, str]]:
+        """The (acr change, mrss change, visit) that differ from what was written (``_refresh_changes``)."""
+        rows = []
+        for pid in sorted(participants):
+            visits = [(vid, self.visit[vid]) for vid in self.visits_of.get(pid, ())]
+            bl = next((v for _, v in visits if v[1] == BASELINE), None)
+            bl_acr, bl_mrss = (bl[2], bl[3]) if bl else (None, None)
+            for vid, v in visits:
+                acr_change = None if v[2] is None or bl_acr is None else v[2] - bl_acr
+                mrss_change = None if v[3] is None or bl_mrss is None else v[3] - bl_mrss
+                if (acr_change, mrss_change) != (v[4], v[5]):
+                    v[4:6] = [acr_change, mrss_change]
+                    rows.append((acr_change, mrss_change, vid))
+        return rows
 
 
 def row_view(row: dict[str, Any]) -> dict[str, Any]:

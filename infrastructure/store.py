@@ -293,6 +293,36 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
             for row in rows
         ]
 
+    def select_notification_rows(
+        self, *, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> Sequence[tuple[int, str, int, str, bytes]]:
+        """The notifications after ``start`` as plain tuples (id, originator id as stored, version,
+        topic, state): what a projection rebuild reads, without a Notification and a UUID per row
+        (about half the time of reading the log that way)."""
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                    for n in self.select_notifications(start, limit, stop, topics, inclusive_of_start=False)]
+        clauses, params = ["rowid>?"], [start]
+        if stop is not None:
+            clauses.append("rowid<=?")
+            params.append(stop)
+        if topics:
+            clauses.append(f"topic IN ({','.join('?' * len(topics))})")
+            params.extend(topics)
+        params.append(limit)
+        statement = (f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
+                     f" WHERE {' AND '.join(clauses)} ORDER BY rowid LIMIT ?")
+        try:
+            with self.datastore.get_connection(commit=False) as conn:
+                cursor = conn._sqlite_conn.cursor()
+                cursor.row_factory = None
+                try:
+                    return cursor.execute(statement, params).fetchall()
+                finally:
+                    cursor.close()
+        except sqlite3.Error as e:
+            raise _persistence_error(e) from e
+
     def max_notification_id(self) -> int:
         if self.datastore.pool.is_sqlite_memory_mode:
             return super().max_notification_id()
