@@ -166,7 +166,7 @@ class VisitScores(Projection):
             cur.executemany("DELETE FROM visit_items WHERE visit_id = ? AND item_code = ?", deletes)
         memory = self._memory
         if memory is not None:  # a rebuild: every visit's items and scores are known here, none read back
-            items, participants = memory.items_of(dirty, pending), memory.participants_of(dirty)
+            items, participants = memory.items_of(dirty, pending, cur), memory.participants_of(dirty)
         else:
             items, participants = self._read_back(dirty, cur)
         score_rows, version_rows = [], []
@@ -200,17 +200,12 @@ class VisitScores(Projection):
         """The dirty visits' items and participants, in a statement or two per 500 visits, not two
         per visit (each a round trip on PostgreSQL)."""
         vids = list(dirty)
-        items: dict[str, dict[str, Any]] = {vid: {} for vid in vids}
         participants: set[str] = set()
         for start in range(0, len(vids), 500):
             chunk = vids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            cur.execute(f"SELECT visit_id, item_code, value FROM visit_items WHERE visit_id IN ({marks})", chunk)
-            for vid, code, value in cur.fetchall():
-                items[vid][code] = decode_value(value)
-            cur.execute(f"SELECT participant_id FROM visit_scores WHERE visit_id IN ({marks})", chunk)
+            cur.execute(f"SELECT participant_id FROM visit_scores WHERE visit_id IN ({','.join('?' * len(chunk))})", chunk)
             participants.update(row[0] for row in cur.fetchall())
-        return items, participants
+        return _items_in_table(vids, cur), participants
 
     @staticmethod
     def _refresh_changes(pid: str, cur: ViewCursor) -> None:
@@ -228,30 +223,64 @@ class VisitScores(Projection):
                             (acr_change, mrss_change, visit_id))
 
 
+def _items_in_table(vids: list[str], cur: ViewCursor) -> dict[str, dict[str, Any]]:
+    """These visits' items as visit_items holds them, a statement per 500 visits."""
+    items: dict[str, dict[str, Any]] = {vid: {} for vid in vids}
+    for start in range(0, len(vids), 500):
+        chunk = vids[start : start + 500]
+        cur.execute(f"SELECT visit_id, item_code, value FROM visit_items WHERE visit_id IN ({','.join('?' * len(chunk))})",
+                    chunk)
+        for vid, code, value in cur.fetchall():
+            items[vid][code] = decode_value(value)
+    return items
+
+
+#: during a rebuild, the items of at most this many visits are kept in memory (the most recently written);
+#: a visit written again after it was let go is read back from visit_items. About 40 MB; a visit's items
+#: are usually written together, so at 1,000,000 events it is read back rarely, if ever.
+ITEMS_KEPT = 20_000
+
+
 class _Memory:
     """What a rebuild knows of every visit, kept from batch to batch (see ``Projection.begin_rebuild``):
-    its participant and code, its current items, its totals and changes from baseline as written.
-    Only this engine writes the tables meanwhile and every batch commits (a batch that does not ends
-    the rebuild's bulk mode, and this with it), so it equals what the rows say."""
+    its participant and code, its totals and changes from baseline as written, and the current items of
+    the visits written last. Only this engine writes the tables meanwhile and every batch commits (a
+    batch that does not ends the rebuild's bulk mode, and this with it), so it equals what the rows say."""
 
     def __init__(self) -> None:
         self.visit: dict[str, list[Any]] = {}  # visit -> [participant, code, acr total, mrss total, acr change, mrss change]
         self.visits_of: dict[str, list[str]] = {}  # participant -> its visits
-        self.items: dict[str, dict[str, Any]] = {}  # visit -> item code -> value
+        self.items: dict[str, dict[str, Any]] = {}  # visit -> item code -> value, least recently written first
+        self.let_go: set[str] = set()  # visits whose items are in visit_items only
 
     def schedule(self, vid: str, participant_id: str, code: str) -> None:
         self.visit[vid] = [participant_id, code, None, None, None, None]
         self.visits_of.setdefault(participant_id, []).append(vid)
 
-    def items_of(self, dirty: dict[str, Any], pending: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
+    def items_of(self, dirty: dict[str, Any], pending: dict[str, dict[str, str]],
+                 cur: ViewCursor) -> dict[str, dict[str, Any]]:
+        """The dirty visits' current items, once this batch's ``pending`` changes are written."""
+        items = self.items
+        read = [vid for vid in dirty if vid in self.let_go]
+        loaded = _items_in_table(read, cur) if read else {}  # (the table already holds this batch's changes)
         for vid, changed in pending.items():
-            current = self.items.setdefault(vid, {})
-            for code, value in changed.items():
-                if value is _CLEARED:
-                    current.pop(code, None)
-                else:
-                    current[code] = decode_value(value)
-        return {vid: self.items.get(vid, {}) for vid in dirty}
+            current = loaded.get(vid)
+            if current is None:
+                current = items.pop(vid, None) or {}
+                for code, value in changed.items():
+                    if value is _CLEARED:
+                        current.pop(code, None)
+                    else:
+                        current[code] = decode_value(value)
+            else:
+                self.let_go.discard(vid)
+            items[vid] = current  # the most recently written last
+        result = {vid: items.get(vid, {}) for vid in dirty}
+        while len(items) > ITEMS_KEPT:
+            oldest = next(iter(items))
+            del items[oldest]
+            self.let_go.add(oldest)
+        return result
 
     def participants_of(self, dirty: dict[str, Any]) -> set[str]:
         return {self.visit[vid][0] for vid in dirty if vid in self.visit}
