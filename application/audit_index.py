@@ -236,6 +236,11 @@ class AuditIndex(Projection):
         self._aggregate_types: dict[str, str] = {}
         self._entries: dict[tuple[str, str], int] = {}  # (aggregate, field) -> entries so far
         self._complete: set[str] = set()  # aggregates created in this batch: all their entries are here
+        # in bulk mode, the same per aggregate, for the whole log: a dict of fields per aggregate with
+        # one string per field name, not a tuple and two strings per (aggregate, field) (about 300 of
+        # 420 MB at 1,000,000 events, with 1.3 million pairs)
+        self._counts: dict[str, dict[str, int]] = {}
+        self._names: dict[str, str] = {}
         self.begin_batch()
 
     def begin_batch(self) -> None:
@@ -394,7 +399,12 @@ class AuditIndex(Projection):
         role = actor.get("role")
         said = True  # whether the audit_changes rows say every change exactly
         if changes:
-            entries = self._entries if self._bulk else None
+            counts = names = None
+            if self._bulk:  # a rebuild: every earlier entry went through this instance
+                counts = self._counts.get(aggregate_id)
+                if counts is None:
+                    counts = self._counts[aggregate_id] = {}
+                names = self._names
             append = self._change_rows.append
             add_field = self._fields.add
             for seq, ch in enumerate(changes):
@@ -404,9 +414,11 @@ class AuditIndex(Projection):
                     said = False
                     field = str(ch.get("field"))
                 add_field(field)
-                if entries is not None:  # a rebuild: every earlier entry went through this instance
-                    key = (aggregate_id, field)
-                    entry_no = entries[key] = entries.get(key, 0) + 1
+                if counts is not None:
+                    name = names.get(field)
+                    if name is None:
+                        name = names[field] = field
+                    entry_no = counts[name] = counts.get(name, 0) + 1
                 else:
                     entry_no = self._entry_no(cur, aggregate_id, field)
                 append((
