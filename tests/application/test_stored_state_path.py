@@ -87,3 +87,24 @@ def test_the_recorded_time_reads_the_same_from_the_state_as_from_the_datetime(te
 def test_a_state_that_is_not_a_recorded_time_is_refused():
     with pytest.raises(ValueError):
         iso_recorded({"_type_": "date_iso", "_data_": "2025-01-01"})
+
+
+def test_a_compressed_or_enciphered_state_is_read_through_the_mapper(trial):
+    """An application configured with a compressor (or a cipher) stores bytes orjson cannot parse: the
+    projections then read what the mapper decodes, and still give the same rows."""
+    from eventsourcing.compressor import ZlibCompressor
+    from eventsourcing.persistence import Mapper
+
+    mapper = Mapper(transcoder=trial.app.mapper.transcoder, compressor=ZlibCompressor())
+    recorded = []
+    for r in log(trial):
+        stored = mapper.to_stored_event(trial.app.mapper.to_domain_event(r))
+        recorded.append(Recorded((r.id, stored.originator_id, stored.originator_version, stored.topic, stored.state), mapper))
+    assert recorded[0].state != log(trial)[0].state  # compressed
+    plain, compressed = AuditIndex(), AuditIndex()
+    for index in (plain, compressed):
+        index.begin_rebuild()
+    for r, c in zip(log(trial), recorded):
+        plain.process_recorded(r, None)
+        compressed.process_recorded(c, None)
+    assert compressed._event_rows == plain._event_rows and compressed._change_rows == plain._change_rows
