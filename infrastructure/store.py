@@ -272,6 +272,19 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[Notification]:
         if self.datastore.pool.is_sqlite_memory_mode:
             return super().select_notifications(start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
+        where, params = self._notifications_where(start, stop, topics, inclusive_of_start, limit)
+        rows = self._select(f"SELECT rowid, * FROM {self.events_table_name} {where}ORDER BY rowid LIMIT ?", params)
+        convert = self.convert_originator_id
+        return [
+            Notification(id=row["rowid"], originator_id=convert(row["originator_id"]),
+                         originator_version=row["originator_version"], topic=row["topic"], state=row["state"])
+            for row in rows
+        ]
+
+    @staticmethod
+    def _notifications_where(start: int | None, stop: int | None, topics: Sequence[str], inclusive_of_start: bool,
+                             limit: int) -> tuple[str, list[Any]]:
+        """The WHERE clause of a page of the log, and its parameters with the LIMIT's last."""
         clauses: list[str] = []
         params: list[Any] = []
         if start is not None:
@@ -283,15 +296,8 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         if topics:
             clauses.append(f"topic IN ({','.join('?' * len(topics))})")
             params.extend(topics)
-        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         params.append(limit)
-        rows = self._select(f"SELECT rowid, * FROM {self.events_table_name} {where}ORDER BY rowid LIMIT ?", params)
-        convert = self.convert_originator_id
-        return [
-            Notification(id=row["rowid"], originator_id=convert(row["originator_id"]),
-                         originator_version=row["originator_version"], topic=row["topic"], state=row["state"])
-            for row in rows
-        ]
+        return (f"WHERE {' AND '.join(clauses)} " if clauses else ""), params
 
     def select_notification_rows(
         self, *, start: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
@@ -302,16 +308,9 @@ class AppendOnlySQLiteRecorder(SQLiteApplicationRecorder):
         if self.datastore.pool.is_sqlite_memory_mode:
             return [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
                     for n in self.select_notifications(start, limit, stop, topics, inclusive_of_start=False)]
-        clauses, params = ["rowid>?"], [start]
-        if stop is not None:
-            clauses.append("rowid<=?")
-            params.append(stop)
-        if topics:
-            clauses.append(f"topic IN ({','.join('?' * len(topics))})")
-            params.extend(topics)
-        params.append(limit)
+        where, params = self._notifications_where(start, stop, topics, False, limit)
         statement = (f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
-                     f" WHERE {' AND '.join(clauses)} ORDER BY rowid LIMIT ?")
+                     f" {where}ORDER BY rowid LIMIT ?")
         try:
             with self.datastore.get_connection(commit=False) as conn:
                 cursor = conn._sqlite_conn.cursor()
