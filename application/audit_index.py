@@ -36,7 +36,6 @@ import datetime as dt
 from typing import Any
 
 import orjson
-
 from eventsourcing.utils import resolve_topic
 
 from application.projections import Projection, Recorded, ViewCursor
@@ -123,25 +122,26 @@ _READ = ("participant_id", "site", "record", "changes", "audit", *CLINICAL_DATE_
 _CLASS_NAMES: dict[type, tuple[str, str, bool]] = {}
 
 
+def _plain(cls: type) -> bool:
+    """Whether nothing of the class itself answers an attribute ``process`` reads: a property, a
+    class attribute, ``__getattr__`` or ``__getattribute__``, or slots instead of an instance dict."""
+    return (cls.__getattribute__ is object.__getattribute__ and not hasattr(cls, "__getattr__")
+            and "__slots__" not in vars(cls) and not any(hasattr(cls, name) for name in _READ))
+
+
 def _class_info(event: Any) -> tuple[str, str, bool]:
     cls = type(event)
-    plain = (cls.__getattribute__ is object.__getattribute__ and not hasattr(cls, "__getattr__")
-             and hasattr(event, "__dict__") and not any(hasattr(cls, name) for name in _READ))
-    info = _CLASS_NAMES[cls] = (cls.__name__, aggregate_type_of(event), plain)
+    info = _CLASS_NAMES[cls] = (cls.__name__, aggregate_type_of(event), _plain(cls) and hasattr(event, "__dict__"))
     return info
 
 
-#: topic -> what ``_class_info`` says of its class, for an event read from its stored state: "plain"
-#: when nothing of the class itself answers an attribute ``process`` reads
+#: topic -> what ``_class_info`` says of its class, for an event read from its stored state
 _TOPIC_INFO: dict[str, tuple[str, str, bool]] = {}
 
 
 def _topic_info(topic: str) -> tuple[str, str, bool]:
     cls = resolve_topic(topic)
-    plain = (cls.__getattribute__ is object.__getattribute__ and not hasattr(cls, "__getattr__")
-             and not any(hasattr(cls, name) for name in _READ) and "__slots__" not in vars(cls))
-    qualname = cls.__qualname__
-    info = _TOPIC_INFO[topic] = (cls.__name__, qualname.split(".")[0] if "." in qualname else cls.__name__, plain)
+    info = _TOPIC_INFO[topic] = (cls.__name__, _aggregate_type(cls), _plain(cls))
     return info
 
 
@@ -153,8 +153,12 @@ def _getter(event: Any, plain: bool) -> Any:
 
 
 def aggregate_type_of(event: Any) -> str:
-    qualname = type(event).__qualname__
-    return qualname.split(".")[0] if "." in qualname else type(event).__name__
+    return _aggregate_type(type(event))
+
+
+def _aggregate_type(cls: type) -> str:
+    qualname = cls.__qualname__
+    return qualname.split(".")[0] if "." in qualname else cls.__name__
 
 
 class AuditIndex(Projection):
