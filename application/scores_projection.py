@@ -165,7 +165,7 @@ class VisitScores(Projection):
         if deletes:
             cur.executemany("DELETE FROM visit_items WHERE visit_id = ? AND item_code = ?", deletes)
         memory = self._memory
-        if memory is not None:  # a rebuild: every visit's items and scores are known here, none read back
+        if memory is not None:  # a rebuild: known here (only the items of a visit let go are read back)
             items, participants = memory.items_of(dirty, pending, cur), memory.participants_of(dirty)
         else:
             items, participants = self._read_back(dirty, cur)
