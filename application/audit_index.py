@@ -165,7 +165,6 @@ class AuditIndex(Projection):
     name = "audit_index"
     topics = ()  # every event
     defers_store = True
-    reads_state = True
 
     def __init__(self) -> None:
         self._bulk = False

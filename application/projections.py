@@ -73,7 +73,7 @@ _TYPE_KEY = b'"_type_"'
 
 
 class Recorded:
-    """One event of the log as a projection that reads stored state gets it (``reads_state``).
+    """One event of the log as the engine hands it to ``Projection.process_recorded``.
 
     ``fields()`` is the event's state as a dict, parsed once with orjson and nothing more: the
     recorded time stays the transcoded ``{"_type_": "datetime_iso", ...}`` object (read it with
@@ -139,10 +139,6 @@ class Projection(ABC):
     lookup_indexes: ClassVar[frozenset[str]] = frozenset()
     #: the read-model store's dialect ("sqlite" or "postgres"), set by the engine before any statement
     dialect: str = "sqlite"
-    #: the engine calls ``process_recorded`` with the stored event (``Recorded``) instead of ``process``
-    #: with the decoded domain event: for a projection that reads a few values of nearly every event,
-    #: decoding each into an object costs more than its own work
-    reads_state: ClassVar[bool] = False
 
     def schema_version(self) -> int:
         """The version of the tables' layout on ``dialect``. When it differs from the version recorded
@@ -164,7 +160,9 @@ class Projection(ABC):
         """Apply one event to the rows, using ``cursor`` (inside the batch's transaction)."""
 
     def process_recorded(self, recorded: Recorded, cur: ViewCursor) -> None:
-        """``process`` for a projection that ``reads_state`` (the default decodes the event)."""
+        """What the engine calls for each event. The default decodes the domain event for ``process``;
+        a projection that reads a few values of nearly every event overrides it and reads them from
+        ``recorded.fields()``, because decoding each event into an object costs more than its own work."""
         self.process(recorded.event(), recorded.id, cur)
 
     def begin_batch(self) -> None:
@@ -369,14 +367,9 @@ class ProjectionEngine:
         try:
             with _LazyTransaction(self.store) as cur:
                 for projection in sorted(group, key=lambda p: not p.defers_store):
-                    if projection.reads_state:
-                        process_recorded = projection.process_recorded
-                        for recorded in events[projection.name]:
-                            process_recorded(recorded, cur)
-                    else:
-                        process = projection.process
-                        for recorded in events[projection.name]:
-                            process(recorded.event(), recorded.id, cur)
+                    process_recorded = projection.process_recorded
+                    for recorded in events[projection.name]:
+                        process_recorded(recorded, cur)
                 for projection in group:
                     projection.flush(cur)
                     if not self.store.advance(cur, projection.name, start, end):

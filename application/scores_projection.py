@@ -61,8 +61,6 @@ class VisitScores(Projection):
 
     #: flush reads a participant's visits back to refresh the change from baseline
     defers_store = True
-    #: item events (nearly all it reads) are taken from their stored state; the others are decoded
-    reads_state = True
     lookup_indexes = frozenset({"visit_scores_participant"})
 
     def create_statements(self) -> list[str]:

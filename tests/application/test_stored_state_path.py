@@ -1,4 +1,4 @@
-"""Projections that read an event's stored state instead of the decoded event (``reads_state``): the
+"""Projections that read an event's stored state instead of the decoded event (``process_recorded``): the
 audit index and the visit scores give exactly what they give for the decoded domain event, on both
 stores, and the recorded time reads the same from the state as from the datetime (R2, R15, R17)."""
 
