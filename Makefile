@@ -23,8 +23,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+# The try-it command: the synthetic demo trial (accounts with a published password) is loaded into a store
+# with no clinical data and no demo yet, and the terminal says so. TRIALAUDIT_DEMO=0 make run: no demo.
 run: $(VENV)/.installed
-	$(BIN)/trialaudit serve --host $(HOST) --port $(PORT)
+	TRIALAUDIT_DEMO=$${TRIALAUDIT_DEMO:-1} $(BIN)/trialaudit serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports

@@ -69,6 +69,11 @@ def serve(
     access_log: bool = typer.Option(
         False, help="Log every HTTP request to stdout (the audit trail itself is the event store)"
     ),
+    demo_option: bool = typer.Option(
+        None, "--demo/--no-demo", show_default=False,
+        help="Load the synthetic demo trial (published passwords) into a store with no clinical data and no demo "
+             "yet (`make run` does; env TRIALAUDIT_DEMO=1). Default: no demo, an empty store serves an empty trial",
+    ),
 ) -> None:
     """Serve the HTTP API (set-up runs first, so one command is enough)."""
     from api import serving
@@ -78,8 +83,10 @@ def serve(
         _setup_store(s)
     except StoreConfigError as e:
         fail(str(e))
-    if s.demo:
+    if s.demo if demo_option is None else demo_option:
         load_demo_if_empty(s)
+    else:
+        _say_when_empty(s)
     os.environ["TRIALAUDIT_DATABASE_URL"] = s.database_url
     serving.serve("api.app:create_app", host=host, port=port, workers=workers, log_level="info", access_log=access_log)
 
@@ -117,18 +124,41 @@ def users_add(
     out.print(f"added {user['username']} ({user['role']}, site {user['site']}), id {user['id']}")
 
 
+USER_COLUMNS = (("username", "username"), ("full_name", "full name"), ("role", "role"), ("site", "site"),
+                ("active", "active"), ("locked", "locked"), ("created_at", "created (UTC)"), ("id", "id"))
+
+
 @users_cli.command("list")
-def users_list() -> None:
-    """The register of accounts with their current role, site and state."""
-    svc = build(settings())
+def users_list(
+    as_json: bool = typer.Option(False, "--json", help="A JSON array of the accounts (every field, nothing cut)"),
+) -> None:
+    """The register of accounts with their current role, site and state: a table on a terminal, tab-separated
+    lines (a header line first) when piped or redirected, JSON with --json."""
+    import json
+
+    s = settings()
+    try:
+        svc = build(s)
+    except StoreConfigError as e:
+        fail(str(e))
     try:
         users = svc.app.list_users(cli_actor())
     finally:
         svc.close()
-    table = Table("username", "full name", "role", "site", "active", "locked", "created (UTC)")
-    for u in users:
-        table.add_row(u["username"], u["full_name"], u["role"], u["site"], str(u["active"]), str(u["locked"]), u["created_at"])
-    out.print(table)
+    if as_json:
+        sys.stdout.write(json.dumps(users, ensure_ascii=False, indent=2) + "\n")
+    elif not sys.stdout.isatty():  # a pipe or a file: whole values, one account a line, nothing wrapped or cut
+        def cell(value) -> str:
+            return " ".join(str(value).split())  # a tab or newline in a name must not split the row
+
+        sys.stdout.write("\t".join(title for _, title in USER_COLUMNS) + "\n")
+        for u in users:
+            sys.stdout.write("\t".join(cell(u[key]) for key, _ in USER_COLUMNS) + "\n")
+    else:
+        table = Table(*(title for _, title in USER_COLUMNS[:-1]))
+        for u in users:
+            table.add_row(*(str(u[key]) for key, _ in USER_COLUMNS[:-1]))
+        out.print(table)
 
 
 def _progress_bar(description: str):
@@ -357,18 +387,43 @@ def export_odm(
 
 
 def load_demo_if_empty(s: Settings, participants: int = 30, seed: int = 2022) -> bool:
-    """`make run`: an empty store gets the synthetic trial (TRIALAUDIT_DEMO=0 turns this off)."""
-    from application.demo import store_is_empty
+    """`make run` (`serve --demo`): load the synthetic trial into a store that holds no clinical data and no
+    demo yet (accounts added before the first start are kept), and say on the terminal what was done and why."""
+    from application.demo import DEMO_PASSWORD, store_contents
 
     svc = build(s, follow=False)
     try:
-        if not store_is_empty(svc.app):
+        contents = store_contents(svc.app)
+        if contents.demo_accounts:
+            err.print(f"[cyan]demo: this store already holds the demo trial; its accounts "
+                      f"({', '.join(contents.demo_accounts)}) have the published password '{DEMO_PASSWORD}'[/cyan]")
             return False
-        err.print("[cyan]empty store: loading the synthetic demo trial (TRIALAUDIT_DEMO=0 to skip)[/cyan]")
+        if not contents.accounts_only:
+            err.print(f"[yellow]demo not loaded: this store ({s.database_url}) already holds trial data "
+                      f"({contents.events} events); the demo is written only into a store with no clinical data. "
+                      f"For the demo, point TRIALAUDIT_DATABASE_URL at a new store[/yellow]")
+            return False
+        kept = f"; the {contents.events} account events already stored are kept" if contents.events else ""
+        err.print(f"[cyan]demo: loading the synthetic demo trial into {s.database_url}{kept} "
+                  f"(TRIALAUDIT_DEMO=0 to skip; `trialaudit serve` never loads it)[/cyan]")
         _run_demo(svc, participants, seed)
         return True
     finally:
         svc.close()
+
+
+def _say_when_empty(s: Settings) -> None:
+    """`trialaudit serve` without --demo: an empty store stays empty; say how to get accounts or the demo."""
+    from application.demo import store_is_empty
+
+    svc = build(s, follow=False)
+    try:
+        empty = store_is_empty(svc.app)
+    finally:
+        svc.close()
+    if empty:
+        err.print("[cyan]empty store: serving an empty trial (no accounts yet: add one with `trialaudit users add`; "
+                  "`make run` or `trialaudit demo` loads the synthetic demo trial)[/cyan]")
 
 
 def _run_demo(svc, participants: int, seed: int) -> None:
@@ -394,8 +449,9 @@ def demo(
     participants: int = typer.Option(30, min=1, help="Participants to randomise (e.g. 10000 for benchmarks)"),
     seed: int = typer.Option(2022, help="Seed of the synthetic findings, dates and corrections"),
 ) -> None:
-    """Write a reproducible synthetic trial into an empty store: a year of visits, scores and corrections."""
-    from application.demo import store_is_empty
+    """Write a reproducible synthetic trial (demo accounts with a published password) into a store with no
+    clinical data and no demo yet: a year of visits, scores and corrections."""
+    from application.demo import store_contents
 
     s = settings()
     try:
@@ -404,8 +460,13 @@ def demo(
         fail(str(e))
     svc = build(s, follow=False)
     try:
-        if not store_is_empty(svc.app):
-            fail("the store is not empty; the demo writes only into an empty store", 1)
+        contents = store_contents(svc.app)
+        if contents.demo_accounts:
+            fail(f"this store already holds the demo trial ({', '.join(contents.demo_accounts)})", 1)
+        if not contents.accounts_only:
+            fail(f"this store already holds trial data ({contents.events} events); the demo writes only into a "
+                 "store with no clinical data (point TRIALAUDIT_DATABASE_URL at a new one)", 1)
+        err.print(f"[cyan]demo: loading the synthetic demo trial into {s.database_url}[/cyan]")
         _run_demo(svc, participants, seed)
     finally:
         svc.close()

@@ -198,6 +198,54 @@ def store_is_empty(app: Any) -> bool:
     return not (app.recorder.max_notification_id() or 0)
 
 
+#: Stored topics of account events (registrations, logins, role changes...): not clinical data.
+ACCOUNT_TOPIC_PREFIX = "trialaudit.User."
+DEMO_USERNAME_PREFIX = "demo."
+
+
+def demo_usernames(sites: Iterable[str]) -> list[str]:
+    """The accounts the demo registers (their password, DEMO_PASSWORD, is published)."""
+    names = ["demo.datamanager", "demo.inspector"]
+    for site in sorted(sites):
+        s = site.lower()
+        names += [f"demo.inv.{s}", f"demo.coord.{s}", f"demo.monitor.{s}"]
+    return names
+
+
+@dataclass(frozen=True)
+class StoreContents:
+    """What a store holds, as far as loading the demo is concerned."""
+
+    events: int  #: events in the log
+    accounts_only: bool  #: every event is an account's (users added before the first start, their logins)
+    demo_accounts: tuple[str, ...]  #: demo accounts already registered
+
+    @property
+    def demo_loadable(self) -> bool:
+        """The demo may be written: no clinical data (nothing but accounts) and no demo yet."""
+        return self.accounts_only and not self.demo_accounts
+
+
+def store_contents(app: Any) -> StoreContents:
+    """Classify the store by reading the log from its start up to its first event that is not an
+    account's (a handful of rows on any store with clinical data)."""
+    from domain.user import User
+
+    recorder = app.recorder
+    events = recorder.max_notification_id() or 0
+    accounts_only, start = True, 0
+    while accounts_only:
+        page = recorder.select_notifications(start=start, limit=500, inclusive_of_start=False)
+        accounts_only = all(n.topic.startswith(ACCOUNT_TOPIC_PREFIX) for n in page)
+        if len(page) < 500:
+            break
+        start = page[-1].id
+    names = demo_usernames(app.sites)
+    present = recorder.originators_with_events([User.id_for(n) for n in names]) if events else set()
+    demo = tuple(n for n in names if User.id_for(n) in present)
+    return StoreContents(events=events, accounts_only=accounts_only, demo_accounts=demo)
+
+
 def generate(app: Any, *, participants: int = 30, seed: int = 2022, today: dt.date | None = None,
              progress: Callable[[int, int], None] | None = None) -> DemoSummary:
     """Write the synthetic trial into ``app`` (an empty store is expected). ``progress(done, total)``

@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     audit_site_hours: str = Field(default="07:00-20:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$")
     #: A first entry recorded more than this many days after its clinical date is late (R18).
     audit_late_entry_days: int = Field(default=7, ge=0, le=3650)
-    #: Load the synthetic trial into an empty store when serving.
-    demo: bool = True
+    #: `trialaudit serve` loads the synthetic trial (published passwords) into a store with no clinical data and
+    #: no demo yet. Off unless asked: `make run` sets it (TRIALAUDIT_DEMO=0 make run skips it), as `serve --demo`.
+    demo: bool = False
 
     @field_validator("sites", mode="before")
     @classmethod
