@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test bench install dev clean
+.PHONY: run test test-tools bench install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	TRIALAUDIT_DEMO=$${TRIALAUDIT_DEMO:-1} $(BIN)/trialaudit serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev
+# Programs some tests run (the README's First steps use curl and jq): apt-get installs the missing ones.
+TEST_TOOLS ?= curl jq
+test-tools:
+	@missing=; for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing (used by the tests) with apt-get"; \
+		(apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null \
+		|| { echo "the tests need$$missing: apt-get install$$missing"; exit 1; }; fi
+
+test: $(VENV)/.installed-dev test-tools
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
