@@ -162,6 +162,7 @@ class VisitCommands:
         visit = self._visit_for(actor, visit_id, "visit.write")
         self._check_version(visit, expected_version)
         held_on = parse_date(date, "date", self._site_today(visit.site))
+        self.check_cited_query(query_id, record_type="visit", record_id=visit.id, fields="held_on")
         stamp = make_stamp(actor, reason=_blank_to_none(reason), reason_code=reason_code, query_id=query_id, source=source)
         deviation_stamp = make_stamp(actor, source=source)
         if not visit.hold(held_on, stamp, deviation_stamp):
@@ -217,6 +218,7 @@ class VisitCommands:
         visit = self._visit_for(actor, visit_id, "visit.write")
         validate_item_code(item_code)
         self._check_version(visit, expected_version)
+        self.check_cited_query(query_id, record_type="visit", record_id=visit.id, fields=item_code)
         stamp = make_stamp(actor, reason=_blank_to_none(reason), reason_code=reason_code, query_id=query_id, source=source)
         changed = visit.set_item(item_code, value, stamp, clear=clear)
         notification_id = self._save(visit) if changed else 0
@@ -232,6 +234,8 @@ class VisitCommands:
         item. All or nothing: one invalid value refuses the page."""
         visit = self._visit_for(actor, visit_id, "visit.write")
         self._check_version(visit, expected_version)
+        self.check_cited_query(query_id, record_type="visit", record_id=visit.id,
+                               fields=[*items, *(["held_on"] if held_on is not None else [])])
         stamp = make_stamp(actor, reason=_blank_to_none(reason), reason_code=reason_code, query_id=query_id, source=source)
         others: list[Visit] = []
         if held_on is not None:

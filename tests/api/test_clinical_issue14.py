@@ -44,3 +44,120 @@ def test_item_history_lists_values_and_verification_marks_as_what_they_are(clien
     assert change["verification"] is None and change["reason"] == "late source update"
     assert reset["type"] == "ItemVerificationReset" and reset["verified_value"] == 2
     assert reset["reset_by_version"] == change["version"] and "new_value" not in reset
+
+
+# --------------------------------------------------------------------------- 14.2 a correction cites a real query (R7)
+def _names_query_id(r) -> bool:
+    return r.status_code == 422 and "query_id" in r.text and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_correction_may_cite_only_an_open_or_answered_query_about_the_same_item(client, randomised_participant, login):
+    pid, inv = randomised_participant()
+    mon = login("mon1", "monitor", "MINSK")
+    bl, scr = str(Visit.id_for(pid, "BL")), str(Visit.id_for(pid, "SCR"))
+    for vid in (bl, scr):
+        _held(client, vid, inv)
+        for code, value in ((ITEM, 1), ("mrss.face", 0)):
+            assert client.put(f"/visits/{vid}/items/{code}", json={"value": value}, headers=inv).status_code == 200
+    q = client.post("/queries", json={"visit_id": bl, "item_code": ITEM, "text": "Source shows 2"}, headers=mon).json()
+    other = client.post("/queries", json={"visit_id": bl, "item_code": "mrss.face", "text": "Face?"}, headers=mon).json()
+
+    def put(vid, code, query_id, value=2):
+        return client.put(f"/visits/{vid}/items/{code}", headers=inv,
+                          json={"value": value, "reason": "source document shows 2", "query_id": query_id})
+
+    before = client.get(f"/visits/{bl}/history", headers=inv).json()
+    assert _names_query_id(put(bl, ITEM, str(uuid.uuid4())))          # made up
+    assert _names_query_id(put(bl, ITEM, "Q-MINSK-00001"))            # not even an id
+    assert _names_query_id(put(bl, ITEM, other["id"]))                # about another item
+    assert _names_query_id(put(scr, ITEM, q["id"]))                   # same item, another visit
+    assert _names_query_id(put(bl, ITEM, pid))                        # an id, but not of a query
+    r = client.post(f"/participants/{pid}/corrections", headers=inv,
+                    json={"field": "birth_year", "new_value": 1971, "reason": "typo", "query_id": q["id"]})
+    assert _names_query_id(r)                                         # participant field: not what the query is about
+    r = client.post(f"/visits/{bl}/held", headers=inv, json={"date": "2026-01-06", "reason": "typo", "query_id": q["id"]})
+    assert _names_query_id(r)
+    # a closed (or cancelled) query cannot be cited any more
+    assert client.post(f"/queries/{other['id']}/cancel", json={"reason": "raised in error"}, headers=mon).status_code == 200
+    assert _names_query_id(put(bl, "mrss.face", other["id"], value=1))
+    assert client.get(f"/visits/{bl}/history", headers=inv).json() == before  # nothing changed on error
+
+    # the open query about this item of this visit: accepted, and its id is in the history
+    r = put(bl, ITEM, q["id"])
+    assert r.status_code == 200, r.text
+    assert client.get(f"/visits/{bl}/items/{ITEM}/history", headers=inv).json()[-1]["query_id"] == q["id"]
+    # an answered one too
+    r = client.post(f"/queries/{q['id']}/answer", json={"text": "Corrected"}, headers=inv)
+    assert r.status_code == 200 and r.json()["state"] == "answered"
+    assert put(bl, ITEM, q["id"], value=3).status_code == 200
+    assert client.post(f"/queries/{q['id']}/close", json={"text": "ok"}, headers=mon).status_code == 200
+    assert _names_query_id(put(bl, ITEM, q["id"], value=2))
+
+
+def test_an_adverse_event_correction_citing_a_visit_query_is_refused(client, randomised_participant, login):
+    from tests.api.test_adverse_events import sae_body
+
+    pid, inv = randomised_participant()
+    mon = login("mon1", "monitor", "MINSK")
+    bl = str(Visit.id_for(pid, "BL"))
+    _held(client, bl, inv)
+    assert client.put(f"/visits/{bl}/items/{ITEM}", json={"value": 1}, headers=inv).status_code == 200
+    q = client.post("/queries", json={"visit_id": bl, "item_code": ITEM, "text": "Source shows 2"}, headers=mon).json()
+    arm = client.get(f"/participants/{pid}", headers=inv).json()["arm"]
+    r = client.post(f"/participants/{pid}/adverse-events", json=sae_body(arm), headers=inv)
+    assert r.status_code == 201, r.text
+    ae = r.json()["id"]
+    before = client.get(f"/adverse-events/{ae}/history", headers=inv).json()
+    r = client.post(f"/adverse-events/{ae}/corrections", headers=inv,
+                    json={"field": "aeterm", "new_value": "Lobar pneumonia", "reason": "verbatim term mistyped", "query_id": q["id"]})
+    assert _names_query_id(r)
+    assert client.get(f"/adverse-events/{ae}/history", headers=inv).json() == before
+
+
+def test_the_demo_cites_only_real_queries_about_the_item_it_corrects(services):
+    from application.demo import generate
+    from domain.query import DataQuery
+
+    app = services.app
+    generate(app, participants=6, seed=7, today=dt.date(2026, 3, 1))
+    cited = 0
+    for n in app.recorder.select_notifications(start=0, limit=100000):
+        event = app.mapper.to_domain_event(n)
+        query_id = event.audit.get("query_id")
+        if not query_id or not n.topic.startswith("trialaudit.Visit."):
+            continue
+        query = app.repository.get(uuid.UUID(query_id))
+        assert isinstance(query, DataQuery) and query.visit_id == str(event.originator_id)
+        assert query.item_code == event.item_code
+        cited += 1
+    assert cited > 0
+
+
+# --------------------------------------------------------------------------- 14.3 items once the visit date is recorded
+def test_an_item_for_a_visit_without_its_date_answers_409_and_changes_nothing(client, randomised_participant, login):
+    pid, inv = randomised_participant()
+    mon = login("mon1", "monitor", "MINSK")
+    visits = {v["code"]: v for v in client.get(f"/participants/{pid}/visits", headers=inv).json()}
+    m12 = visits["M12"]["id"]
+    before = client.get(f"/visits/{m12}", headers=inv).json()
+    for code, value in (("mrss.face", 1), ("acr_eular.puffy_fingers", True)):
+        r = client.put(f"/visits/{m12}/items/{code}", json={"value": value}, headers=inv)
+        assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert "record the visit date first" in r.json()["detail"]
+    assert client.get(f"/visits/{m12}", headers=inv).json() == before
+    assert client.get(f"/visits/{m12}/history", headers=inv).json()[-1]["type"] == "VisitScheduled"
+    # a query answered with a correction is refused the same way
+    q = client.post("/queries", json={"visit_id": m12, "item_code": "mrss.face", "text": "Not done yet?"}, headers=mon)
+    assert q.status_code == 201, q.text
+    r = client.post(f"/queries/{q.json()['id']}/answer", headers=inv,
+                    json={"text": "Entered", "correction": {"value": 1, "reason": "examined at the visit"}})
+    assert r.status_code == 409 and "record the visit date first" in r.json()["detail"]
+    assert client.get(f"/queries/{q.json()['id']}", headers=mon).json()["state"] == "open"
+    # the date may not be in the future, as before
+    future = (dt.date.today() + dt.timedelta(days=400)).isoformat()
+    assert client.post(f"/visits/{m12}/held", json={"date": future}, headers=inv).status_code == 422
+    # once the date is recorded, the item is
+    today = visits["BL"]["target_date"]
+    assert client.post(f"/visits/{m12}/held", json={"date": today}, headers=inv).status_code == 200
+    r = client.put(f"/visits/{m12}/items/mrss.face", json={"value": 1}, headers=inv)
+    assert r.status_code == 200 and r.json()["value"] == 1
