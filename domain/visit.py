@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.audit import AuditedAggregate, AuditedCreated, change
+from domain.crf import METADATA_ROUTE
 from domain.errors import Conflict, InvalidInput
 from domain.lock import Lockable, RecordLocked, RecordUnlocked
 from domain.schedule import (
@@ -49,7 +50,8 @@ DEVIATION_OUT_OF_WINDOW = "visit_out_of_window"
 def validate_item_code(item_code: Any) -> str:
     if not isinstance(item_code, str) or item_code not in _ITEM_SET:
         raise InvalidInput.one(
-            "item_code", "unknown item; use acr_eular.<finding code> or mrss.<site code> (docs/domain.md §1, §2)"
+            "item_code", f"unknown item; the item codes, with their data types and allowed values, are listed at "
+                         f"GET {METADATA_ROUTE} (acr_eular.<finding code> or mrss.<site code>)"
         )
     return item_code
 

@@ -161,3 +161,96 @@ def test_an_item_for_a_visit_without_its_date_answers_409_and_changes_nothing(cl
     assert client.post(f"/visits/{m12}/held", json={"date": today}, headers=inv).status_code == 200
     r = client.put(f"/visits/{m12}/items/mrss.face", json={"value": 1}, headers=inv)
     assert r.status_code == 200 and r.json()["value"] == 1
+
+
+# --------------------------------------------------------------------------- 14.9 the data dictionary
+def test_every_item_code_in_the_metadata_is_accepted_and_an_unknown_one_points_to_it(client, randomised_participant, login):
+    pid, inv = randomised_participant()
+    metadata = client.get("/study/metadata", headers=inv)
+    assert metadata.status_code == 200, metadata.text
+    md = metadata.json()
+    items = [i for form in md["forms"] for i in form["items"]]
+    assert {f["code"] for f in md["forms"]} == {"acr_eular", "mrss"}
+    assert len(items) == 15 + 17 and [i["code"] for i in items] == md["item_codes"]
+    for i in items:
+        assert {"code", "label", "data_type", "allowed_values", "range", "unit", "required"} <= set(i)
+        assert i["label"] and i["unit"] and i["code"].startswith(i["form"] + ".")
+    face = next(i for i in items if i["code"] == "mrss.face")
+    assert face["data_type"] == "integer" and face["range"] == {"min": 0, "max": 3} and face["required"] is True
+    puffy = next(i for i in items if i["code"] == "acr_eular.puffy_fingers")
+    assert puffy["data_type"] == "boolean" and puffy["allowed_values"] == [True, False, None] and puffy["weight"] == 2
+
+    # one list, not two: each code and each allowed value is accepted by the API, nothing outside the range is
+    bl = str(Visit.id_for(pid, "BL"))
+    _held(client, bl, inv)
+    for i in items:
+        first, *others = i["allowed_values"]
+        r = client.put(f"/visits/{bl}/items/{i['code']}", json={"value": first}, headers=inv)
+        assert r.status_code == 200 and r.json()["value"] == first, (i["code"], r.text)
+        for value in others:
+            r = client.put(f"/visits/{bl}/items/{i['code']}", json={"value": value, "reason": "checking the range"},
+                           headers=inv)
+            assert r.status_code == 200, (i["code"], value, r.text)
+        if i["range"]:
+            r = client.put(f"/visits/{bl}/items/{i['code']}", json={"value": i["range"]["max"] + 1, "reason": "out"},
+                           headers=inv)
+            assert r.status_code == 422
+    r = client.put(f"/visits/{bl}/items/mrss.back", json={"value": 1}, headers=inv)
+    assert r.status_code == 422 and "/study/metadata" in r.text
+    r = client.post("/queries", json={"visit_id": bl, "item_code": "acr_eular.nope", "text": "?"},
+                    headers=login("mon1", "monitor", "MINSK"))
+    assert r.status_code == 422 and "/study/metadata" in r.text
+
+    # the visit schedule per arm, the one randomisation planned from
+    arm = client.get(f"/participants/{pid}", headers=inv).json()["arm"]
+    planned = {v["code"]: v for v in client.get(f"/participants/{pid}/visits", headers=inv).json() if v["code"] != "UNS"}
+    schedule = {v["code"]: v for v in md["schedule"]["arms"][arm]["visits"]}
+    assert set(schedule) == set(planned)
+    randomised_on = dt.date.fromisoformat(planned["BL"]["target_date"])
+    day0 = randomised_on + dt.timedelta(days=md["schedule"]["manufacturing_days"])
+    for code, s in schedule.items():
+        base = randomised_on if s["base"] == "R" else day0
+        target = base + dt.timedelta(days=s["target_day"])
+        assert planned[code]["target_date"] == target.isoformat()
+        assert planned[code]["window_start"] == (target - dt.timedelta(days=s["window_days_before"])).isoformat()
+        assert planned[code]["window_end"] == (target + dt.timedelta(days=s["window_days_after"])).isoformat()
+    assert schedule["M12"]["target"] == "D+365" and schedule["M12"]["window"] == "D+351 .. D+379"
+
+
+def test_the_metadata_as_odm_is_valid_and_readable_by_every_role(client, login, tmp_path):
+    from lxml import etree
+
+    from tests.export.odm_rules import NS, validate_xsd
+
+    assert client.get("/study/metadata").status_code == 401
+    assert client.get("/study/metadata.xml").status_code == 401
+    json_md = None
+    for role, site in (("investigator", "MINSK"), ("coordinator", "GOMEL"), ("monitor", "MINSK"),
+                       ("data_manager", "*"), ("inspector", "*"), ("admin", "*")):
+        headers = login(f"u_{role}", role, site)
+        r = client.get("/study/metadata", headers=headers)
+        assert r.status_code == 200, (role, r.text)
+        json_md = r.json()
+        r = client.get("/study/metadata.xml", headers=headers)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml"), role
+    path = tmp_path / "metadata.xml"
+    path.write_bytes(r.content)
+    validate_xsd(path)
+    root = etree.parse(str(path)).getroot()
+    assert root.get("ODMVersion") == "1.3.2" and root.get("FileType") == "Snapshot"
+    (mdv,) = root.findall("o:Study/o:MetaDataVersion", NS)
+    # the same item codes as the JSON, each an ItemDef with its range or allowed values
+    aliases = {a.get("Name"): a.getparent() for a in mdv.iter(f"{{{NS['o']}}}Alias")
+               if a.get("Context") == "trialaudit:item_code"}
+    assert sorted(aliases) == sorted(json_md["item_codes"])
+    face = aliases["mrss.face"]
+    assert face.get("DataType") == "integer"
+    assert [(c.get("Comparator"), c.findtext("o:CheckValue", namespaces=NS)) for c in face.findall("o:RangeCheck", NS)] \
+        == [("GE", "0"), ("LE", "3")]
+    assert aliases["acr_eular.puffy_fingers"].get("DataType") == "boolean"
+    mandatory = {ref.get("ItemOID"): ref.get("Mandatory") for ref in mdv.iter(f"{{{NS['o']}}}ItemRef")}
+    assert mandatory[face.get("OID")] == "Yes" and mandatory[aliases["acr_eular.puffy_fingers"].get("OID")] == "No"
+    # each visit's target and window per arm
+    m12 = mdv.find("o:StudyEventDef[@OID='SE.M12']", NS)
+    windows = {a.get("Context"): a.get("Name") for a in m12.findall("o:Alias", NS)}
+    assert windows["trialaudit:schedule:standard"] == "target D+365, window D+351 .. D+379"
