@@ -24,6 +24,7 @@ from api.routers import (
     queries,
     safety,
     signatures,
+    study,
     users,
     visits,
 )
@@ -43,6 +44,7 @@ ROUTERS = [
     signatures.router,
     queries.router,
     locks.router,
+    study.router,
 ]
 
 

@@ -329,11 +329,25 @@ class VisitResult(VisitOut):
     changed: bool | None = None
 
 
+class ItemVerificationMark(BaseModel):
+    verified_by: Actor
+    verified_at: str
+    version: int = Field(description="Version of the ItemVerified event")
+    reset_by_version: int | None = Field(description="Version of the change that reset the mark, null while it holds")
+
+
 class ItemHistoryEntry(HistoryEntry):
+    """``kind`` "value": a value the item had (old -> new); "verification": a monitor verified
+    ``verified_value`` (SDV, R35); "verification_reset": the mark was reset by change ``reset_by_version``."""
+
     item_code: str
-    old_value: bool | int | None
-    new_value: bool | int | None
-    cleared: bool
+    kind: Literal["value", "verification", "verification_reset"]
+    old_value: bool | int | None = Field(default=None, description="Only on value entries")
+    new_value: bool | int | None = Field(default=None, description="Only on value entries")
+    cleared: bool | None = Field(default=None, description="Only on value entries")
+    verification: ItemVerificationMark | None = Field(default=None, description="On value entries: the SDV mark of this value")
+    verified_value: bool | int | None = Field(default=None, description="On verification entries: the value verified")
+    reset_by_version: int | None = Field(default=None, description="On verification_reset entries")
 
 
 class VisitScores(BaseModel):

@@ -140,6 +140,8 @@ class AdverseEventCommands:
         aware = _instant_param(aware_at, "aware_at")
         ae = self._ae_for(actor, ae_id, "ae.write")
         self._check_version(ae, expected_version)  # type: ignore[attr-defined]
+        self.check_cited_query(stamp.get("query_id"), record_type="adverse_event", record_id=ae.id,  # type: ignore[attr-defined]
+                               fields=list(values))
         made = ae.revise(values, stamp, kind=kind, aware_of_new_facts_at=aware, now=self._now(),
                          rules=self.reporting_rules, path=path)
         return self._ae_result(ae, self._save(ae), changes=made)  # type: ignore[attr-defined]

@@ -121,7 +121,8 @@ class CasebookQueries:
         ]
         return view
 
-    def _visit_entry(self: Any, v: Visit, history: list[dict[str, Any]]) -> dict[str, Any]:
+    def _visit_entry(self: Any, v: Visit, history: list[dict[str, Any]],
+                     by_version: dict[tuple[str, int], dict[str, Any]] | None = None) -> dict[str, Any]:
         view = visit_view(v)
         acr, mrss = score_items(v.items)
         view["scores"] = {"acr_eular": acr, "mrss": mrss}
@@ -131,7 +132,7 @@ class CasebookQueries:
             for code, value in sorted(v.items.items())
         ]
         view["history"] = [h for h in history if h["record_id"] == str(v.id)]
-        view["signatures"] = _signatures(v)
+        view["signatures"] = _signatures(v, by_version)
         return view
 
     def casebook(
@@ -166,18 +167,19 @@ class CasebookQueries:
              "acr_eular": (s := score_items(v.items))[0], "mrss": s[1]}
             for v in visits
         )
+        by_version = {(h["record_id"], h["version"]): h for h in history}
         now = now or dt.datetime.now(dt.timezone.utc)
         ae_views = []
         for a in aes:
             view = adverse_event_view(a, now)
             view["history"] = [h for h in history if h["record_id"] == str(a.id)]
-            view["signatures"] = _signatures(a)
+            view["signatures"] = _signatures(a, by_version)
             ae_views.append(view)
-        signatures = [s for v in [participant, *visits, *aes] for s in _signatures(v)]
+        signatures = [s for v in [participant, *visits, *aes] for s in _signatures(v, by_version)]
         return {
             "participant": participant_view(participant),
             "participant_history": [h for h in history if h["record_id"] == str(current.id)],
-            "visits": [self._visit_entry(v, history) for v in visits],
+            "visits": [self._visit_entry(v, history, by_version) for v in visits],
             "scores": scores,
             "adverse_events": ae_views,
             "signatures": signatures,
@@ -255,17 +257,64 @@ def _state_view(state: Any, now: dt.datetime) -> dict[str, Any]:
     return {"record_type": "other", "id": str(getattr(state, "id", ""))}
 
 
-def _signatures(record: Any) -> list[dict[str, Any]]:
-    """Signature manifestations on a record, when the record keeps signatures (R27)."""
+def _plain(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def describe_invalidation(broken_by: dict[str, Any] | None, invalidated_at: Any = None,
+                          change: dict[str, Any] | None = None) -> str:
+    """Which change broke a signature, in words (R30): the event type, the item or field, who and when,
+    and why; ``change`` is the history entry of the breaking event when the casebook has it."""
+    if not broken_by:
+        return "unsigned since a later change"
+    what = f"{broken_by.get('type') or 'a change'} (version {broken_by.get('version')})"
+    record_type = broken_by.get("record_type") or "record"
+    field = broken_by.get("item_code") or broken_by.get("field")
+    parts = [f"unsigned since {what} of this {record_type.replace('_', ' ')}"]
+    if field:
+        label = item_label(field) if record_type == "visit" else field_label(record_type, field)
+        parts.append(f"changed {label} ({field})")
+        c = next((c for c in (change or {}).get("changes") or [] if c.get("field") == field), None)
+        if c is not None:
+            parts[-1] += f" from {_plain(c.get('old_value'))} to {_plain(c.get('new_value'))}"
+    elif change and change.get("changes"):
+        labels = ", ".join(c.get("label") or c["field"] for c in change["changes"])
+        parts.append(f"changed {labels}")
+    if change is not None:
+        actor = change.get("actor") or {}
+        parts.append(f"by {actor.get('full_name')} ({actor.get('role')}, site {actor.get('site')})")
+        when = change.get("recorded_at")
+    else:
+        when = broken_by.get("recorded_at") or (iso(invalidated_at) if isinstance(invalidated_at, dt.datetime) else invalidated_at)
+    if when:
+        parts.append(f"at {when} UTC" if not str(when).endswith(("Z", "+00:00")) else f"at {when}")
+    text = " ".join(parts)
+    if change is not None and change.get("reason"):
+        text += f"; reason: {change['reason']}"
+    return text
+
+
+def _signatures(record: Any, by_version: dict[tuple[str, int], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Signature manifestations on a record, when the record keeps signatures (R27); an invalidated one
+    says in words which change broke it (``invalidated_text``, R30)."""
     result = []
     for s in getattr(record, "signatures", None) or []:
         signer = s.get("signer") or {}
         signed_at = s.get("signed_at")
+        broken = s.get("invalidated_by")
+        change = None
+        if broken and by_version is not None:
+            change = by_version.get((str(broken.get("record_id") or getattr(record, "id", "")), broken.get("version")))
         result.append({
             "signature_id": s.get("signature_id"), "record_type": s.get("record_type") or record_kind(record),
             "record_id": str(getattr(record, "id", "")), "printed_name": signer.get("full_name"),
             "role": signer.get("role"), "meaning": s.get("meaning"), "legal_statement": s.get("legal_statement"),
             "signed_at": iso(signed_at) if isinstance(signed_at, dt.datetime) else signed_at,
             "valid": s.get("valid", True), "invalidated_by": s.get("invalidated_by"),
+            "invalidated_text": None if s.get("valid", True) else describe_invalidation(broken, s.get("invalidated_at"), change),
         })
     return result

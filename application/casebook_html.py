@@ -11,6 +11,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from application.casebook import describe_invalidation
 from domain.crf import AE_LABELS, PARTICIPANT_LABELS
 
 CSS = """
@@ -66,10 +67,15 @@ def _history(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def invalidation_text(s: dict[str, Any]) -> str:
+    """Which change broke a signature, in words, never a raw mapping (R30)."""
+    return s.get("invalidated_text") or describe_invalidation(s.get("invalidated_by"), s.get("invalidated_at"))
+
+
 def _signatures(sigs: list[dict[str, Any]]) -> str:
     out = []
     for s in sigs:
-        state = "valid" if s.get("valid", True) else "INVALID (unsigned since a later change: " + escape(str(s.get("invalidated_by"))) + ")"
+        state = "valid" if s.get("valid", True) else "INVALID: " + escape(invalidation_text(s))
         out.append(
             f"<div class='sig signature'><b>Electronically signed by {escape(str(s['printed_name']))}</b> "
             f"({escape(str(s.get('role')))}) on {escape(str(s['signed_at']))} UTC.<br/>"
@@ -141,3 +147,121 @@ def render_casebook_html(cb: dict[str, Any], *, study: str = "NCT05214014") -> s
     out.append(_signatures(cb["signatures"]) or "<p>No electronic signatures recorded.</p>")
     out.append("</body></html>")
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- the same casebook for the PDF
+def _t(value: Any) -> str:
+    """A value as plain text, as the HTML shows it."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
+
+
+HISTORY_COLUMNS = [("#", 0.35), ("Recorded (UTC)", 1.45), ("Site local time", 1.55), ("Who", 1.35), ("Role / site", 1.0),
+                   ("Event", 1.3), ("Field", 1.9), ("Old", 0.75), ("New", 0.75), ("Reason", 2.4)]
+
+
+def _history_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The rows of the HTML history table, as text: every change with who, when (UTC and site time), old ->
+    new and the reason (with its code and any query)."""
+    out = []
+    for h in rows:
+        actor = h["actor"]
+        reason = h.get("reason") or ("first entry" if h["version"] == 1 else "")
+        if h.get("reason_code"):
+            reason = f"[{h['reason_code']}] {reason}"
+        if h.get("query_id"):
+            reason += f" (query {h['query_id']})"
+        changes = h["changes"] or [{"field": "", "label": "", "old_value": None, "new_value": None}]
+        for i, c in enumerate(changes):
+            first = i == 0
+            label = (c.get("label") or c["field"]) + (f"\n{c['unit']}" if c.get("unit") else "")
+            out.append([
+                str(h["version"]) if first else "", h["recorded"]["utc"] if first else "",
+                ((h["recorded"]["local"] or "") + " " + (h["recorded"]["zone"] or "")).strip() if first else "",
+                actor["full_name"] if first else "", f"{actor['role']} / {actor['site']}" if first else "",
+                f"{h['type']} ({h.get('source') or ''})" if first else "", label,
+                _t(c["old_value"]), _t(c["new_value"]), reason if first else "",
+            ])
+    return out
+
+
+def _history_blocks(rows: list[dict[str, Any]]) -> list[tuple]:
+    if not rows:
+        return [("text", "No recorded changes.", "small")]
+    return [("table", HISTORY_COLUMNS, _history_rows(rows))]
+
+
+def _signature_blocks(sigs: list[dict[str, Any]]) -> list[tuple]:
+    out: list[tuple] = []
+    for s in sigs:
+        valid = s.get("valid", True)
+        out.append(("text", f"Electronically signed by {s['printed_name']} ({s.get('role')}) on {s['signed_at']} UTC. "
+                            f"Meaning: {s['meaning']}. {s.get('legal_statement') or ''}", "bold"))
+        out.append(("text", f"Signature {s['signature_id']}: " + ("valid" if valid else "INVALID: " + invalidation_text(s)),
+                    "small" if valid else "alert"))
+    return out
+
+
+def casebook_blocks(cb: dict[str, Any], *, study: str = "NCT05214014") -> list[tuple]:
+    """The HTML casebook's content as the plain document model of ``infrastructure.pdf.document_to_pdf``:
+    the same sections, tables and texts, and every change of every item with its reason."""
+    p = cb["participant"]
+    out: list[tuple] = [
+        ("title", f"Casebook of participant {p['screening_number']} \u2014 {study}"),
+        ("table", [("", 1.0), ("", 5.0)], [
+            ["Participant id", p["id"]], ["Site", f"{p['site']} (local time zone {cb.get('site_zone')})"],
+            ["As recorded at", cb["as_of"] or f"now ({cb['generated_at']})"],
+            ["Valid at (clinical date)", cb["valid_at"] or "all dates"], ["Replay rule", cb["rule"]],
+            ["Generated", f"{cb['generated_at']} from {cb['event_count']} recorded events"]]),
+        ("heading", "Participant"),
+    ]
+    values = []
+    for key, label in PARTICIPANT_LABELS.items():
+        if key.startswith("eligibility."):
+            _, group, code = key.split(".")
+            value = (p.get("eligibility") or {}).get(group, {}).get(code)
+        else:
+            value = p.get(key)
+        values.append([label, _t(value)])
+    out += [("table", [("Field", 1.0), ("Value", 2.0)], values), ("subheading", "Participant record: history")]
+    out += _history_blocks(cb["participant_history"])
+    out.append(("heading", "Visits"))
+    for v in cb["visits"]:
+        out.append(("subheading", f"{v['code']} \u2014 {v['label']}"))
+        out.append(("text", f"Target {_t(v['target_date'])}, window {_t(v['window_start'])} to {_t(v['window_end'])}; "
+                            f"held on {_t(v['held_on'])}; status {v['status']}."))
+        out += [("text", f"Protocol deviation: {d['description']}", "small") for d in v["deviations"]]
+        for form, label in (("acr_eular", cb["forms"]["acr_eular"]), ("mrss", cb["forms"]["mrss"])):
+            items = [i for i in v["item_details"] if i["form"] == form]
+            if items:
+                out.append(("text", f"Form: {label}", "bold"))
+                out.append(("table", [("Item", 3.0), ("Code", 1.6), ("Value", 0.6), ("Unit", 2.2)],
+                            [[i["label"], i["item_code"], _t(i["value"]), i["unit"] or ""] for i in items]))
+        acr, mrss = v["scores"]["acr_eular"], v["scores"]["mrss"]
+        if acr:
+            out.append(("text", f"ACR/EULAR 2013 total score: {_t(acr['total_score'])} (meets criteria: "
+                                f"{_t(acr['meets_criteria'])}; indeterminate: {_t(acr['indeterminate'])}); rule {acr['rule']}"))
+        if mrss:
+            out.append(("text", f"mRSS total: {_t(mrss['total'])} (complete: {_t(mrss['complete'])}); rule {mrss['rule']}"))
+        out += _signature_blocks(v["signatures"])
+        out += _history_blocks(v["history"])
+    out.append(("heading", "Adverse events"))
+    if not cb["adverse_events"]:
+        out.append(("text", "None recorded."))
+    for ae in cb["adverse_events"]:
+        out.append(("subheading", str(ae.get("aeterm")) + (" (DELETED: entered in error)" if ae["deleted"] else "")))
+        c = ae["classification"]
+        rows = [[label, _t(ae.get(key))] for key, label in AE_LABELS.items() if key != "deleted"]
+        rows.append(["Classification", f"serious {_t(c['serious'])}, related {_t(c['related_to_treg'])}, "
+                                       f"SUSAR {_t(c['susar'])}; {c['rule']}"])
+        out.append(("table", [("Field", 1.0), ("Value", 2.0)], rows))
+        out += _signature_blocks(ae["signatures"])
+        out += _history_blocks(ae["history"])
+    out.append(("heading", "Signatures"))
+    out += _signature_blocks(cb["signatures"]) or [("text", "No electronic signatures recorded.")]
+    return out

@@ -159,7 +159,6 @@ class DemoContext:
         self.actors: dict[tuple[str, str], Actor] = {}
         self._queue: list[tuple[dt.datetime, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._queries = itertools.count(1)
 
     def at(self, day: dt.date, rng: random.Random, hour_from: int = 7, hour_to: int = 14) -> dt.datetime:
         """A working-hours instant (UTC) on ``day``."""
@@ -172,9 +171,6 @@ class DemoContext:
 
     def actor(self, role: str, site: str) -> Actor:
         return self.actors[(role, site)]
-
-    def next_query_id(self, site: str) -> str:
-        return f"Q-{site}-{next(self._queries):05d}"
 
 
 def adverse_event_actions(ctx: DemoContext, p: DemoParticipant) -> Iterable[Action]:
@@ -401,10 +397,18 @@ def _correct(ctx: DemoContext, p: DemoParticipant, vid: Any, entered: dict[str, 
         code = rng.choice(mrss)
         old = current[code]
         new = old + 1 if old < 3 and (old == 0 or rng.random() < 0.5) else old - 1
-        qid = ctx.next_query_id(p.site)
         site_name = code[len(MRSS_PREFIX):].replace("_", " ")
-        app.record_item(inv, vid, code, value=new, query_id=qid, reason_code="query_response", source=SOURCE,
-                        reason=f"Query {qid}: the source worksheet scores {site_name} {new}, not {old}; corrected to source")
+        # a real query: the monitor opens it, the investigator answers with the correction citing it
+        # (R7), the monitor closes it
+        monitor = ctx.actor("monitor", p.site)
+        query = app.open_query(monitor, visit_id=vid, item_code=code, source=SOURCE,
+                               text=f"Source data verification: the source worksheet scores {site_name} {new}, "
+                                    f"the CRF says {old}. Please check.")
+        app.answer_query(inv, query["id"], source=SOURCE, text="Checked against the source worksheet; corrected",
+                         correction={"value": new, "reason_code": "query_response",
+                                     "reason": f"Monitor's query: the source worksheet scores {site_name} {new}, "
+                                               f"not {old}; corrected to source"})
+        app.close_query(monitor, query["id"], text="Correction matches the source", source=SOURCE)
         ctx.summary.corrections += 1
     elif mrss and kind < 0.7:
         pairs = [(c, c.replace("_right", "_left")) for c in mrss if c.endswith("_right")]

@@ -9,13 +9,15 @@ cancels it. Listings come from the ``data_queries`` read model.
 from __future__ import annotations
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError
 
 from application.views import event_view, iso
 from domain import access
 from domain.audit import Actor, make_stamp
 from domain.errors import InvalidInput
-from domain.query import ODM_STATES, STATES, DataQuery
+from domain.query import ANSWERED, ODM_STATES, OPEN, STATES, DataQuery
 from domain.visit import validate_item_code
 
 
@@ -42,6 +44,30 @@ class QueryCommands:
 
     def _query_result(self: Any, query: DataQuery, notification_id: int, **extra: Any) -> dict[str, Any]:
         return {**query_view(query), "notification_id": notification_id, **extra}
+
+    def check_cited_query(self: Any, query_id: Any, *, record_type: str, record_id: Any, fields: Any) -> None:
+        """A change may cite the data query it answers (R7) only when that query exists, concerns the same
+        record and field (a visit's item, a participant's field, an AE's field) and is open or answered;
+        otherwise 422 naming ``query_id``. Nothing is read when no query is cited."""
+        if query_id is None:
+            return
+        fields = {fields} if isinstance(fields, str) else set(fields)
+        try:
+            query = self.repository.get(UUID(str(query_id)))
+        except (ValueError, AggregateNotFoundError):
+            query = None
+        if not isinstance(query, DataQuery):
+            raise InvalidInput.one("query_id", f"no data query with id {query_id}; cite the id of an open or "
+                                               "answered query about this item (GET /queries)")
+        # today's queries concern one item of one visit; a query about another kind of record never matches
+        concerns = ("visit", query.visit_id, query.item_code)
+        if concerns[:2] != (record_type, str(record_id)) or fields != {query.item_code}:
+            what = ", ".join(sorted(fields)) or "nothing"
+            raise InvalidInput.one("query_id", f"query {query.id} concerns {query.item_code} of visit "
+                                               f"{query.visit_code} ({query.visit_id}), not {what} of this {record_type}")
+        if query.state not in (OPEN, ANSWERED):
+            raise InvalidInput.one("query_id", f"query {query.id} is {query.state}; a change may cite only an open "
+                                               "or answered query")
 
     def open_query(self: Any, actor: Actor, *, visit_id: Any, item_code: Any, text: Any, source: str = "api") -> dict[str, Any]:
         """Open a query on one item of a visit (monitor, data manager; R32)."""

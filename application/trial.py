@@ -463,6 +463,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         stamp = make_stamp(actor, reason=reason, reason_code=reason_code, query_id=query_id, source=source, reason_required=True)
         participant = self._participant_for(actor, participant_id, "participant.write")
         self._check_version(participant, expected_version)
+        self.check_cited_query(query_id, record_type="participant", record_id=participant.id, fields=field)
         today = utcnow().date()
         if field == "screening_number":
             new_number = validate_screening_number(new_value, "new_value")

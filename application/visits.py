@@ -83,6 +83,43 @@ def visit_view(v: Visit) -> dict[str, Any]:
     }
 
 
+_VALUE_EVENTS = (Visit.ItemRecorded, Visit.ItemCorrected, Visit.ItemCleared)
+
+
+def item_history_entries(events: Any, item_code: str) -> list[dict[str, Any]]:
+    """One visit's events -> the history of one item: values and verification marks, each as what it is."""
+    result: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None  # the entry of the item's current value
+    for e in events:
+        if getattr(e, "item_code", None) != item_code:
+            continue
+        entry = event_view(e)
+        entry["item_code"] = item_code
+        if isinstance(e, _VALUE_EVENTS):
+            cleared = isinstance(e, Visit.ItemCleared)
+            entry.update({"kind": "value", "old_value": getattr(e, "old_value", None),
+                          "new_value": None if cleared else e.value, "cleared": cleared, "verification": None})
+            current = entry
+        elif isinstance(e, Visit.ItemVerified):
+            by = entry["actor"]
+            entry.update({"kind": "verification", "verified_value": e.value})
+            if current is not None:
+                current["verification"] = {"verified_by": by, "verified_at": entry["recorded_at"],
+                                           "version": e.originator_version, "reset_by_version": None}
+        elif isinstance(e, Visit.ItemVerificationReset):
+            entry.update({"kind": "verification_reset", "verified_value": e.verified_value,
+                          "reset_by_version": e.changed_by_version})
+            for earlier in reversed(result):
+                if earlier["kind"] == "value" and earlier["verification"] is not None:
+                    if earlier["verification"]["reset_by_version"] is None:
+                        earlier["verification"]["reset_by_version"] = e.changed_by_version
+                    break
+        else:
+            continue
+        result.append(entry)
+    return result
+
+
 class VisitCommands:
     """Mixin for TrialApplication: relies on its _get, _save, _check_version, repository, events, read_models."""
 
@@ -125,6 +162,7 @@ class VisitCommands:
         visit = self._visit_for(actor, visit_id, "visit.write")
         self._check_version(visit, expected_version)
         held_on = parse_date(date, "date", self._site_today(visit.site))
+        self.check_cited_query(query_id, record_type="visit", record_id=visit.id, fields="held_on")
         stamp = make_stamp(actor, reason=_blank_to_none(reason), reason_code=reason_code, query_id=query_id, source=source)
         deviation_stamp = make_stamp(actor, source=source)
         if not visit.hold(held_on, stamp, deviation_stamp):
@@ -180,6 +218,7 @@ class VisitCommands:
         visit = self._visit_for(actor, visit_id, "visit.write")
         validate_item_code(item_code)
         self._check_version(visit, expected_version)
+        self.check_cited_query(query_id, record_type="visit", record_id=visit.id, fields=item_code)
         stamp = make_stamp(actor, reason=_blank_to_none(reason), reason_code=reason_code, query_id=query_id, source=source)
         changed = visit.set_item(item_code, value, stamp, clear=clear)
         notification_id = self._save(visit) if changed else 0
@@ -195,6 +234,8 @@ class VisitCommands:
         item. All or nothing: one invalid value refuses the page."""
         visit = self._visit_for(actor, visit_id, "visit.write")
         self._check_version(visit, expected_version)
+        self.check_cited_query(query_id, record_type="visit", record_id=visit.id,
+                               fields=[*items, *(["held_on"] if held_on is not None else [])])
         stamp = make_stamp(actor, reason=_blank_to_none(reason), reason_code=reason_code, query_id=query_id, source=source)
         others: list[Visit] = []
         if held_on is not None:
@@ -221,23 +262,13 @@ class VisitCommands:
         return [event_view(e) for e in self.events.get(visit.id)]
 
     def item_history(self: Any, actor: Actor, visit_id: Any, item_code: Any) -> list[dict[str, Any]]:
-        """Every value the item has had, oldest first, with who, when, why and any query (R13)."""
+        """The item's history, oldest first (R13, R35): every value it has had (``kind`` "value": old -> new,
+        who, when, why, any query) and every source-data verification mark as what it is (``kind``
+        "verification": who verified which value, when; ``kind`` "verification_reset": the change that
+        reset it). Each value entry also carries ``verification``: whether that value was verified, by
+        whom, and which change reset the mark."""
         visit = self._visit_for(actor, visit_id, "visit.read")
-        item_code = validate_item_code(item_code)
-        result = []
-        for e in self.events.get(visit.id):
-            if getattr(e, "item_code", None) != item_code:
-                continue
-            entry = event_view(e)
-            cleared = isinstance(e, Visit.ItemCleared)
-            entry.update({
-                "item_code": item_code,
-                "old_value": getattr(e, "old_value", None),
-                "new_value": None if cleared else e.value,
-                "cleared": cleared,
-            })
-            result.append(entry)
-        return result
+        return item_history_entries(self.events.get(visit.id), validate_item_code(item_code))
 
     def _participant_rows(self: Any, actor: Actor, participant_id: Any) -> tuple[Participant, list[dict[str, Any]]]:
         access.require(actor, "visit.read")

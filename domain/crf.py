@@ -6,7 +6,16 @@ participant's own fields, so that a casebook or an ODM export shows data in cont
 
 from __future__ import annotations
 
-from domain.scoring import ACR_EULAR_RULE_ID, MRSS_RULE_ID
+from typing import Any
+
+from domain.scoring import (
+    ACR_EULAR_CATEGORIES,
+    ACR_EULAR_EXCLUSIONS,
+    ACR_EULAR_RULE_ID,
+    MRSS_RULE_ID,
+    MRSS_SITE_MAX,
+    MRSS_SITE_MIN,
+)
 from domain.trial import EXCLUSION_CODES, INCLUSION_CODES
 
 #: ACR/EULAR sub-items and exclusions (docs/domain.md §1, the ``acr_eular_items`` block).
@@ -39,6 +48,8 @@ MRSS_LABELS: dict[str, str] = {
     "lower_legs_right": "Lower leg, right", "lower_legs_left": "Lower leg, left",
     "feet_right": "Dorsum of foot, right", "feet_left": "Dorsum of foot, left",
 }
+MRSS_SCORE_LABELS = {"0": "normal", "1": "mild thickening", "2": "moderate thickening",
+                     "3": "severe thickening (cannot pinch fold)"}
 MRSS_UNIT = "mRSS site score 0-3 (0 normal, 1 mild, 2 moderate, 3 severe thickening)"
 ACR_UNIT = "finding: true present / false absent / null unknown"
 
@@ -103,3 +114,45 @@ def field_label(record_type: str, field: str) -> str:
     if field.startswith("signatures"):
         return "Signature"
     return table.get(field, field)
+
+
+# --------------------------------------------------------------------------- the data dictionary (issue 14.9)
+#: where the data dictionary is served; unknown item codes point here
+METADATA_ROUTE = "/study/metadata"
+#: what "required" means for an item of each form
+REQUIRED_RULE = {
+    "acr_eular": "not required: a finding may be unknown (null), which scores 0; the score says when unknowns "
+                 "could change the classification (indeterminate)",
+    "mrss": "required: the mRSS total is computed only when all 17 sites are scored (never imputed)",
+}
+
+
+def visit_item_definitions() -> list[dict[str, Any]]:
+    """Every item a visit accepts (``PUT /visits/{id}/items/{code}``), from the same list the Visit validates
+    against (``domain.visit.ITEM_CODES``), with its form, label, data type, allowed values or range, unit
+    and whether it is required. One list: the API and the data dictionary cannot disagree."""
+    from domain.visit import ACR_PREFIX, ITEM_CODES, MRSS_PREFIX
+
+    weights = {code: (category, weight) for category, subs in ACR_EULAR_CATEGORIES for code, weight in subs}
+    result: list[dict[str, Any]] = []
+    for code in ITEM_CODES:
+        if code.startswith(ACR_PREFIX):
+            finding = code[len(ACR_PREFIX):]
+            category, weight = weights.get(finding, (None, None))
+            result.append({
+                "code": code, "form": "acr_eular", "label": item_label(code), "data_type": "boolean",
+                "allowed_values": [True, False, None], "range": None,
+                "value_labels": {"true": "present", "false": "absent", "null": "unknown"},
+                "unit": item_unit(code), "required": False,
+                "role": "exclusion" if finding in ACR_EULAR_EXCLUSIONS else "finding",
+                "category": category, "weight": weight,
+            })
+        elif code.startswith(MRSS_PREFIX):
+            result.append({
+                "code": code, "form": "mrss", "label": item_label(code), "data_type": "integer",
+                "allowed_values": list(range(MRSS_SITE_MIN, MRSS_SITE_MAX + 1)),
+                "range": {"min": MRSS_SITE_MIN, "max": MRSS_SITE_MAX},
+                "value_labels": dict(MRSS_SCORE_LABELS), "unit": item_unit(code), "required": True,
+                "role": "site score", "category": None, "weight": None,
+            })
+    return result

@@ -4,6 +4,8 @@ One event per item (R6). The first entry of an item needs no reason; every later
 clearing it, needs one and keeps the old and new values (R5). Clearing is an event of its own and the
 old value stays in the history (R8). A change may cite the data query it answers (R7, in the stamp).
 A visit held outside its window is recorded, with a ``ProtocolDeviationRecorded`` event, not refused.
+Items are recorded only once the visit's date held is recorded (a visit that has not happened takes no
+data); the date may not be in the future.
 
 Signatures, lock and SDV (R25, R27-R30, R34, R35) live here too, so that they change atomically with the
 data: a change to signed content emits ``VisitSignatureInvalidated`` in the same save; a change of a
@@ -22,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.audit import AuditedAggregate, AuditedCreated, change
+from domain.crf import METADATA_ROUTE
 from domain.errors import Conflict, InvalidInput
 from domain.lock import Lockable, RecordLocked, RecordUnlocked
 from domain.schedule import (
@@ -47,7 +50,8 @@ DEVIATION_OUT_OF_WINDOW = "visit_out_of_window"
 def validate_item_code(item_code: Any) -> str:
     if not isinstance(item_code, str) or item_code not in _ITEM_SET:
         raise InvalidInput.one(
-            "item_code", "unknown item; use acr_eular.<finding code> or mrss.<site code> (docs/domain.md §1, §2)"
+            "item_code", f"unknown item; the item codes, with their data types and allowed values, are listed at "
+                         f"GET {METADATA_ROUTE} (acr_eular.<finding code> or mrss.<site code>)"
         )
     return item_code
 
@@ -337,6 +341,13 @@ class Visit(Signable, Lockable, AuditedAggregate):
         return True
 
     # ----------------------------------------------------------------- items
+    def require_date_held(self, item_code: str) -> None:
+        """A visit's data are recorded once the visit has happened, i.e. once its date is recorded
+        (issue 14.3): a visit still to come (M6, M12 months ahead) takes no item."""
+        if self.held_on is None:
+            raise Conflict(f"record the visit date first: {self.code} has no date held, so {item_code} cannot be "
+                           f"recorded (POST /visits/{self.id}/held with the date; it may not be in the future)")
+
     def has_history(self, item_code: str) -> bool:
         return item_code in self.items or item_code in self.cleared
 
@@ -350,6 +361,7 @@ class Visit(Signable, Lockable, AuditedAggregate):
         if clear:
             if value is not None:
                 raise InvalidInput.one("value", "to clear an item send value null with clear true")
+            self.require_date_held(item_code)
             if item_code not in self.items:
                 if item_code in self.cleared:
                     return False
@@ -359,6 +371,7 @@ class Visit(Signable, Lockable, AuditedAggregate):
             self._record(self.ItemCleared, stamp, [change(item_code, old, None)], item_code=item_code, old_value=old)
             return True
         value = validate_item_value(item_code, value)
+        self.require_date_held(item_code)
         if item_code in self.items and self.items[item_code] == value and type(self.items[item_code]) is type(value):
             return False
         if not self.has_history(item_code):

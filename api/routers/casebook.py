@@ -12,10 +12,10 @@ from fastapi.responses import HTMLResponse, Response
 from api.deps import ActorDep, AsOfDep, ServicesDep
 from api.responses import json_response
 from api.schemas import PROBLEMS
-from application.casebook_html import render_casebook_html
+from application.casebook_html import casebook_blocks, render_casebook_html
 from application.exports import OdmExports
 from domain.errors import InvalidInput
-from infrastructure.pdf import html_to_pdf
+from infrastructure.pdf import document_to_pdf
 
 router = APIRouter(tags=["casebook"], responses={k: PROBLEMS[k] for k in (401, 403, 404, 422)})
 
@@ -53,10 +53,14 @@ def casebook_steps(
     return json_response(svc.app.casebook_steps(actor, participant_id, offset=offset, limit=limit))
 
 
-def _html(svc, actor, participant_id: str, as_of, valid_at, fmt: str) -> str:
+def _casebook(svc, actor, participant_id: str, as_of, valid_at, fmt: str) -> dict[str, Any]:
     cb = svc.app.casebook(actor, participant_id, as_of=as_of, valid_at=valid_at)
     OdmExports(svc.app, svc.integrity.log).record_casebook_export(actor, participant_id, fmt=fmt, as_of=as_of)
-    return render_casebook_html(cb)
+    return cb
+
+
+def _html(svc, actor, participant_id: str, as_of, valid_at, fmt: str) -> str:
+    return render_casebook_html(_casebook(svc, actor, participant_id, as_of, valid_at, fmt))
 
 
 @router.get("/participants/{participant_id}/casebook.html", response_class=HTMLResponse)
@@ -68,7 +72,9 @@ def casebook_html(participant_id: str, actor: ActorDep, svc: ServicesDep, as_of:
 @router.get("/participants/{participant_id}/casebook.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
 def casebook_pdf(participant_id: str, actor: ActorDep, svc: ServicesDep, as_of: AsOfDep, valid_at: ValidAt = None):
-    """The casebook as PDF, rendered from the same HTML."""
-    pdf = html_to_pdf(_html(svc, actor, participant_id, as_of, valid_at, "pdf"))
+    """The casebook as PDF: the same content as the HTML casebook (every change of every item, with its
+    reason), laid out directly with reportlab."""
+    cb = _casebook(svc, actor, participant_id, as_of, valid_at, "pdf")
+    pdf = document_to_pdf(casebook_blocks(cb), title=f"Casebook {cb['participant']['screening_number']}")
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="casebook-{participant_id}.pdf"'})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import ActorDep, AsOfDep, ServicesDep
+from api.responses import json_response
 from api.schemas import (
     PROBLEMS,
     HistoryEntry,
@@ -74,5 +75,7 @@ def put_item(visit_id: str, item_code: str, body: ItemValue, actor: ActorDep, sv
 
 @router.get("/visits/{visit_id}/items/{item_code}/history", response_model=list[ItemHistoryEntry])
 def item_history(visit_id: str, item_code: str, actor: ActorDep, svc: ServicesDep):
-    """Every value the item has had, oldest first, with actor, time, reason and any query (R13)."""
-    return svc.app.item_history(actor, visit_id, item_code)
+    """Every value the item has had, oldest first, with actor, time, reason and any query (R13), and each
+    source-data verification mark as what it is: who verified which value, when, and which change reset it
+    (R35). Verification entries carry no old/new value: they do not change the item."""
+    return json_response(svc.app.item_history(actor, visit_id, item_code))

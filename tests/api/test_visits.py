@@ -44,6 +44,9 @@ def test_investigator_records_baseline_and_m12_corrects_and_sees_scores_change(c
         assert put(client, headers, bl, f"acr_eular.{code}", value).status_code == 200
     for i, site in enumerate(MRSS_SITES):
         assert put(client, headers, bl, f"mrss.{site}", i % 3).status_code == 200
+    # M12 is a year ahead; its data are recorded once a date is (here today: out of window, a deviation)
+    r = client.post(f"/visits/{m12}/held", json={"date": visits["BL"]["target_date"]}, headers=headers)
+    assert r.status_code == 200, r.text
     for code, value in {**BL_FINDINGS, "sclerodactyly": True}.items():
         assert put(client, headers, m12, f"acr_eular.{code}", value).status_code == 200
     for site in MRSS_SITES:
@@ -65,8 +68,11 @@ def test_investigator_records_baseline_and_m12_corrects_and_sees_scores_change(c
     assert any(e["path"] == "body.reason" for e in r.json()["errors"])
     r = put(client, headers, m12, "acr_eular.sclerodactyly", False, reason="   ")
     assert r.status_code == 422
+    mon = login("mon1", "monitor", "MINSK")
+    query = client.post("/queries", json={"visit_id": m12, "item_code": "acr_eular.sclerodactyly",
+                                          "text": "Source says puffiness only"}, headers=mon).json()
     r = put(client, headers, m12, "acr_eular.sclerodactyly", False, reason="Re-examined: skin thickening is puffiness only",
-            reason_code="source_document_updated", query_id="Q-17")
+            reason_code="source_document_updated", query_id=query["id"])
     assert r.status_code == 200 and r.json()["changed"] is True, r.text
 
     scores = {s["visit_code"]: s for s in client.get(f"/participants/{pid}/scores", headers=headers).json()}
@@ -75,7 +81,7 @@ def test_investigator_records_baseline_and_m12_corrects_and_sees_scores_change(c
     history = client.get(f"/visits/{m12}/items/acr_eular.sclerodactyly/history", headers=headers).json()
     assert [(h["old_value"], h["new_value"], h["reason"]) for h in history] == [
         (None, True, None), (True, False, "Re-examined: skin thickening is puffiness only")]
-    assert history[1]["query_id"] == "Q-17" and history[1]["actor"]["role"] == "investigator"
+    assert history[1]["query_id"] == query["id"] and history[1]["actor"]["role"] == "investigator"
     assert history[1]["recorded_at"].endswith("Z")
 
     # as recorded before the correction (R17)
@@ -111,7 +117,9 @@ def test_clearing_keeps_the_old_value_visible_R8(client, randomised_participant)
     """R8: a cleared item is an event; the history still shows the value it had."""
     pid, headers = randomised_participant()
     vid = visits_by_code(client, pid, headers)["M1"]["id"]
-    put(client, headers, vid, "mrss.face", 2)
+    today = visits_by_code(client, pid, headers)["BL"]["target_date"]
+    assert client.post(f"/visits/{vid}/held", json={"date": today}, headers=headers).status_code == 200
+    assert put(client, headers, vid, "mrss.face", 2).status_code == 200
     assert put(client, headers, vid, "mrss.face", None).status_code == 422  # a clear needs a reason
     assert put(client, headers, vid, "mrss.face", None, reason="recorded on the wrong visit").status_code == 200
     put(client, headers, vid, "acr_eular.telangiectasia", True)
@@ -140,7 +148,9 @@ def test_out_of_window_visit_records_a_protocol_deviation(client, randomised_par
 
 def test_unscheduled_visit(client, randomised_participant):
     pid, headers = randomised_participant()
-    r = client.post(f"/participants/{pid}/visits", json={"reason": "flare of digital ulcers"}, headers=headers)
+    today = visits_by_code(client, pid, headers)["BL"]["target_date"]
+    r = client.post(f"/participants/{pid}/visits", json={"reason": "flare of digital ulcers", "date": today},
+                    headers=headers)
     assert r.status_code == 201, r.text
     assert r.json()["code"] == "UNS" and r.json()["target_date"] is None
     assert put(client, headers, r.json()["id"], "acr_eular.digital_tip_ulcers", True).status_code == 200

@@ -41,6 +41,9 @@ def test_projection_equals_rebuild_and_pure_scoring(services, add_user, actor_of
     app.assess_eligibility(inv, pid, inclusion=INCLUSION_ALL_TRUE, exclusion=EXCLUSION_ALL_FALSE)
     app.record_consent(inv, pid, consent_version="v1", signed_on="2026-01-01")
     app.randomise(inv, pid)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for visit_code in ("BL", "M12", "M6"):  # items are recorded once the visit's date is
+        app.record_visit_held(inv, Visit.id_for(pid, visit_code), date=today)
     for i, (visit_code, code, value, clear) in enumerate(ops):
         try:
             app.record_item(inv, Visit.id_for(pid, visit_code), code, value=value, clear=clear,

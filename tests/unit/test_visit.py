@@ -35,11 +35,26 @@ def test_schedule_per_arm_and_anchor():
         assert arm["M1"].window_start == day0 + dt.timedelta(27)
 
 
-def new_visit(code="BL"):
+def new_visit(code="BL", held=True):
+    """A scheduled visit; held on its target date unless ``held`` is false (items need the date held)."""
     v = Visit.schedule(participant_id="p1", site="MINSK", arm=ARM_TREG, plan=plan(ARM_TREG)[code], randomised_on=R,
                        stamp=make_stamp(INV))
+    if held:
+        v.hold(dt.date.fromisoformat(v.target_date), make_stamp(INV), make_stamp(INV))
     v.collect_events()
     return v
+
+
+def test_a_visit_without_its_date_takes_no_item():
+    """Issue 14.3: a visit's data are recorded once its date is recorded; nothing is recorded before."""
+    v = new_visit("M12", held=False)
+    for code, value, clear in (("mrss.face", 1, False), ("acr_eular.puffy_fingers", True, False),
+                               ("mrss.face", None, False), ("acr_eular.puffy_fingers", None, True)):
+        with pytest.raises(Conflict, match="record the visit date first"):
+            v.set_item(code, value, make_stamp(INV, reason="entered on the wrong visit"), clear=clear)
+    assert v.collect_events() == [] and v.items == {}
+    v.hold(R + dt.timedelta(days=40), make_stamp(INV), make_stamp(INV))
+    assert v.set_item("mrss.face", 1, make_stamp(INV))
 
 
 def test_first_entry_needs_no_reason_later_changes_do_R5_R6():
@@ -100,7 +115,7 @@ def test_acr_null_is_unknown_and_clear_is_explicit():
 
 
 def test_out_of_window_visit_is_recorded_with_a_deviation():
-    v = new_visit("M1")
+    v = new_visit("M1", held=False)
     late = dt.date.fromisoformat(v.window_end) + dt.timedelta(days=4)
     v.hold(late, make_stamp(INV), make_stamp(INV))
     events = v.collect_events()
