@@ -20,7 +20,7 @@ from application.ports import AccountStore, TokenCodec
 from domain.audit import Actor
 from domain.errors import AuthenticationFailed
 
-IDLE = "the session ended after {minutes} minutes without activity; log in again at POST /auth/token"
+IDLE = "the session expired after {minutes} minutes without activity; log in again at POST /auth/token"
 
 
 class SessionService:

@@ -57,7 +57,7 @@ class TokenService:
                 self._verified.clear()
             self._verified[token] = known
         if now >= known["exp"]:
-            raise TokenError("token expired; request a new one at POST /auth/token")
+            raise TokenError("token expired: the session reached its maximum length; log in again at POST /auth/token")
         return known
 
     def verify(self, token: str, now: float | None = None) -> str:
