@@ -60,7 +60,10 @@ class SessionService:
         if now >= session["expires_at"]:
             raise AuthenticationFailed("the session reached its maximum length; log in again at POST /auth/token")
         if now - session["last_seen"] >= self.idle_timeout_seconds:
-            raise AuthenticationFailed(IDLE.format(minutes=round(self.idle_timeout_seconds / 60)))
+            session = self.store.session(claims["jti"], fresh=True)  # another worker may have seen it since
+            if session is None or session["revoked_at"] is not None \
+                    or now - session["last_seen"] >= self.idle_timeout_seconds:
+                raise AuthenticationFailed(IDLE.format(minutes=round(self.idle_timeout_seconds / 60)))
         return claims, session
 
     def authenticate_token(self, token: str, now: float | None = None) -> Actor:

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from psycopg.sql import SQL, Identifier
+
+from infrastructure.changecount import ChangeCounter
+from infrastructure.filelock import ProcessLock
 
 
 class SQLAccountStore:
@@ -36,6 +40,16 @@ class SQLAccountStore:
         self._datastore = recorder.datastore
         self._postgres = hasattr(self._datastore, "schema")  # the SQLite datastore has none
         self._tables = {name: self._qualified(name) for name in self.TABLES}
+        # SQLite file: a session row read here is kept while no revocation has been committed anywhere
+        # (a generation shared through a memory-mapped file, as for the accounts: changecount.py), so
+        # the usual request reads no row at all. PostgreSQL (other machines may revoke) reads each time.
+        self._revocations: ChangeCounter | None = None
+        self._sessions: dict[str, tuple[int, dict[str, Any]]] = {}
+        pool = self._datastore.pool
+        if not self._postgres and not pool.is_sqlite_memory_mode:
+            self._revocations = ChangeCounter(f"{pool.db_name}.changes.sessions")
+            self._revoke_lock = ProcessLock(f"{pool.db_name}.sessions-lock")
+            self._revoke_thread_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
     def _qualified(self, name: str) -> str:
@@ -118,12 +132,25 @@ class SQLAccountStore:
                 (jti, str(user_id), issued_at, issued_at, expires_at),
             )
 
-    def session(self, jti: str) -> dict[str, Any] | None:
+    def session(self, jti: str, fresh: bool = False) -> dict[str, Any] | None:
+        """The session row (a copy). ``fresh``: read it, whatever is kept (e.g. before calling it idle:
+        another worker may have seen it since)."""
+        counter = self._revocations
+        generation = counter.generation() if counter is not None else None
+        if generation is not None and not fresh:
+            hit = self._sessions.get(jti)
+            if hit is not None and hit[0] == generation:
+                return dict(hit[1])
         rows = self._read(
             "SELECT jti, user_id, issued_at, last_seen, expires_at, revoked_at FROM {account_sessions} WHERE jti = ?",
             (jti,),
         )
-        return dict(rows[0]) if rows else None
+        row = dict(rows[0]) if rows else None
+        if row is not None and generation is not None and counter.generation() == generation:
+            if len(self._sessions) >= 10_000:
+                self._sessions.clear()
+            self._sessions[jti] = (generation, row)
+        return dict(row) if row is not None else None
 
     def touch_session(self, jti: str, now: float) -> None:
         with self._write() as conn:
@@ -132,15 +159,32 @@ class SQLAccountStore:
                 "UPDATE {account_sessions} SET last_seen = ? WHERE jti = ? AND last_seen < ? AND revoked_at IS NULL",
                 (now, jti, now),
             )
+        hit = self._sessions.get(jti)
+        if hit is not None and hit[1]["last_seen"] < now:
+            hit[1]["last_seen"] = now
+
+    @contextmanager
+    def _revoking(self) -> Iterator[None]:
+        """Around a revocation: every worker's kept session rows are stale once it has committed."""
+        if self._revocations is None:
+            yield
+            return
+        with self._revoke_thread_lock, self._revoke_lock.hold():
+            self._revocations.begin()
+            try:
+                yield
+            finally:
+                self._revocations.end()
+                self._sessions.clear()
 
     def revoke_session(self, jti: str, now: float) -> None:
-        with self._write() as conn:
+        with self._revoking(), self._write() as conn:
             self._execute(
                 conn, "UPDATE {account_sessions} SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL", (now, jti)
             )
 
     def revoke_user_sessions(self, user_id: str, now: float) -> int:
-        with self._write() as conn:
+        with self._revoking(), self._write() as conn:
             cursor = self._execute(
                 conn,
                 "UPDATE {account_sessions} SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
