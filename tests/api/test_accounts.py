@@ -418,3 +418,27 @@ def test_known_user_failures_still_lock_the_account_13D12_R24(client, add_user, 
         assert _login(client, "inv1", "wrong password!!").status_code == 401
     assert services.app.user_by_name("inv1").locked
     assert _login(client, "inv1").status_code == 401
+
+
+# ---------------------------------------------------------------------------- the CLI decision
+def test_users_add_gives_a_usable_password_unless_temporary_13D8(tmp_path):
+    """`trialaudit users add` is run by an operator with access to the store (trusted like a DBA): the
+    password is usable at once; with --temporary it is one-time, as an administrator's over the API."""
+    from domain.errors import PasswordChangeRequired
+    from infrastructure.settings import Settings
+    from tests.api.test_cli import run
+
+    for name, extra in (("alena", []), ("boris", ["--temporary"])):
+        r = run(["users", "add", name, "--full-name", name.title(), "--role", "investigator", "--site", "MINSK",
+                 *extra], tmp_path, stdin="a long passphrase here\n")
+        assert r.returncode == 0, r.stderr
+    svc = build(Settings(database_url=f"sqlite:///{tmp_path}/cli.db", data_dir=tmp_path / "keys", demo=False),
+                follow=False)
+    try:
+        assert svc.app.authenticate("alena", "a long passphrase here").username == "alena"
+        with pytest.raises(PasswordChangeRequired):
+            svc.app.authenticate("boris", "a long passphrase here")
+        svc.app.change_own_password("boris", "a long passphrase here", "my very own passphrase")
+        assert svc.app.authenticate("boris", "my very own passphrase").username == "boris"
+    finally:
+        svc.close()
