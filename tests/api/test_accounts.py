@@ -442,3 +442,31 @@ def test_users_add_gives_a_usable_password_unless_temporary_13D8(tmp_path):
         assert svc.app.authenticate("boris", "my very own passphrase").username == "boris"
     finally:
         svc.close()
+
+
+def test_a_logout_in_another_process_holds_here_14_7(store_url, make_settings):
+    """Real worker processes: one keeps the session row it read, another process ends the session;
+    the first refuses the token on its next request (SQLite: the shared generation; PostgreSQL: the row)."""
+    import subprocess
+    import sys
+
+    settings = make_settings(store_url)
+    setup_store(settings)
+    svc = build(settings)
+    try:
+        user_id = svc.app.register_user(cli_actor(), username="inv1", full_name="Inv One", role="investigator",
+                                        site="MINSK", password=PASSWORD, source="cli")["id"]
+        token, kept = svc.tokens.issue(user_id), svc.tokens.issue(user_id)
+        for t in (token, kept):
+            assert svc.tokens.authenticate_token(t).user_id == user_id  # read, and kept
+        code = ("import sys; from api.container import build; from infrastructure.settings import Settings\n"
+                "svc = build(Settings.model_validate_json(sys.argv[1]), follow=False)\n"
+                "svc.tokens.logout(sys.argv[2]); svc.close()\n")
+        done = subprocess.run([sys.executable, "-c", code, settings.model_dump_json(), token],
+                              capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+        assert done.returncode == 0, done.stderr
+        with pytest.raises(Exception, match="ended"):
+            svc.tokens.authenticate_token(token)
+        assert svc.tokens.authenticate_token(kept).user_id == user_id
+    finally:
+        svc.close()
