@@ -96,7 +96,7 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
         sites=settings.sites,
         max_failed_logins=settings.max_failed_logins,
     )
-    app.accounts = accounts = SQLAccountStore(app.recorder)
+    app.accounts = accounts = SQLAccountStore(app.recorder, settings.session_cache_seconds)
     if create_tables:
         accounts.create_tables()
     app.login_throttle_failures = settings.login_throttle_failures

@@ -35,14 +35,18 @@ class SQLAccountStore:
 
     TABLES = ("account_credentials", "account_sessions", "login_throttle")
 
-    def __init__(self, recorder: Any):
+    def __init__(self, recorder: Any, postgres_cache_seconds: float = 1.0):
         self._recorder = recorder
+        #: PostgreSQL: how long a session row read here is believed (revocations made in this process
+        #: clear it at once; those of other workers hold here within this time)
+        self.postgres_cache_seconds = postgres_cache_seconds
         self._datastore = recorder.datastore
         self._postgres = hasattr(self._datastore, "schema")  # the SQLite datastore has none
         self._tables = {name: self._qualified(name) for name in self.TABLES}
         # SQLite file: a session row read here is kept while no revocation has been committed anywhere
         # (a generation shared through a memory-mapped file, as for the accounts: changecount.py), so
-        # the usual request reads no row at all. PostgreSQL (other machines may revoke) reads each time.
+        # the usual request reads no row at all. PostgreSQL (other machines may revoke): kept for
+        # ``postgres_cache_seconds`` at most.
         self._revocations: ChangeCounter | None = None
         self._sessions: dict[str, tuple[int, dict[str, Any]]] = {}
         pool = self._datastore.pool
@@ -79,10 +83,9 @@ class SQLAccountStore:
             sqlite_conn.commit()
 
     def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
-        if self._postgres:
-            with self._datastore.transaction(commit=False) as curs:
-                curs.execute(self._sql(statement), params)
-                return curs.fetchall()
+        if self._postgres:  # the pool's connections are autocommit: one statement, one round trip
+            with self._datastore.get_connection() as conn:
+                return conn.execute(self._sql(statement), params).fetchall()
         return self._recorder._select(self._sql(statement), params)
 
     def _execute(self, conn: Any, statement: str, params: Sequence[Any]) -> Any:
@@ -136,7 +139,12 @@ class SQLAccountStore:
         """The session row (a copy). ``fresh``: read it, whatever is kept (e.g. before calling it idle:
         another worker may have seen it since)."""
         counter = self._revocations
-        generation = counter.generation() if counter is not None else None
+        if self._postgres:
+            generation = -int(time.monotonic() / self.postgres_cache_seconds) if self.postgres_cache_seconds > 0 else None
+            current = lambda: generation  # noqa: E731 - a time slot stands for the generation
+        else:
+            generation = counter.generation() if counter is not None else None
+            current = counter.generation if counter is not None else (lambda: None)
         if generation is not None and not fresh:
             hit = self._sessions.get(jti)
             if hit is not None and hit[0] == generation:
@@ -146,7 +154,7 @@ class SQLAccountStore:
             (jti,),
         )
         row = dict(rows[0]) if rows else None
-        if row is not None and generation is not None and counter.generation() == generation:
+        if row is not None and generation is not None and current() == generation:
             if len(self._sessions) >= 10_000:
                 self._sessions.clear()
             self._sessions[jti] = (generation, row)
@@ -167,7 +175,10 @@ class SQLAccountStore:
     def _revoking(self) -> Iterator[None]:
         """Around a revocation: every worker's kept session rows are stale once it has committed."""
         if self._revocations is None:
-            yield
+            try:
+                yield
+            finally:
+                self._sessions.clear()
             return
         with self._revoke_thread_lock, self._revoke_lock.hold():
             self._revocations.begin()

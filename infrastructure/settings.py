@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     idle_timeout_seconds: int = Field(default=900, ge=30, le=86400)
     #: ... and at the latest this long after login, however active (the token's exp).
     session_max_seconds: int = Field(default=12 * 3600, ge=60, le=7 * 86400)
+    #: PostgreSQL: a worker believes a session row it read for at most this long (0: read on every
+    #: request); a logout or revocation made by another worker holds there within this time.
+    session_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     #: Failed logins from one client address, or for one username, per window before 429 (13.D12).
     login_throttle_failures: int = Field(default=10, ge=1, le=10_000)
     login_throttle_window_seconds: int = Field(default=900, ge=1, le=86400)
