@@ -327,7 +327,12 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         password (set by an administrator) can be used for. A wrong current password is a failed login."""
         self._validate_password(new_password, username, "new_password")  # before the password is tried
         user = self.authenticate(username, current_password, client=client, source=source, purpose="password change")
-        return self._set_own_password(user, current_password, new_password, None, source=source, checked=True)
+        # who typed it is unknowable; where from is kept (an admin who reset a password and then chose the
+        # new one themselves is visible in the account's history)
+        how = "replacing a one-time password set by an administrator" if user.password_change_required else \
+            "with the current password"
+        return self._set_own_password(user, current_password, new_password, f"chosen {how}, from {client[:100]}",
+                                      source=source, checked=True)
 
     def _set_own_password(self, user: User, current_password: Any, new_password: Any, reason: Any, *,
                           source: str, checked: bool = False) -> dict[str, Any]:

@@ -187,8 +187,10 @@ def test_an_admin_set_password_is_one_time_and_never_signs_13D8(client, services
     assert r.status_code == 200 and r.json()["password_change_required"] is True
     assert client.get("/me", headers=mine).status_code == 401
     assert _login(client, "inv2", ADMIN_SET).status_code == 403
-    history = [h["type"] for h in client.get(f"/users/{inv2['id']}/history", headers=admin).json()]
-    assert history.count("PasswordChanged") == 2
+    history = client.get(f"/users/{inv2['id']}/history", headers=admin).json()
+    changed = [h for h in history if h["type"] == "PasswordChanged"]
+    assert [h["actor"]["username"] for h in changed] == ["inv2", "admin1"]
+    assert changed[0]["reason"] == "chosen replacing a one-time password set by an administrator, from testclient"
 
 
 def test_own_password_change_needs_the_current_one_and_ends_every_session_13D8(client, add_user):
