@@ -77,10 +77,11 @@ class SQLAccountStore:
             sqlite_conn.execute("BEGIN IMMEDIATE")
             try:
                 yield sqlite_conn
+                sqlite_conn.commit()
             except BaseException:
-                sqlite_conn.rollback()
+                if sqlite_conn.in_transaction:  # never hand a connection back mid-transaction
+                    sqlite_conn.rollback()
                 raise
-            sqlite_conn.commit()
 
     def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
         if self._postgres:  # the pool's connections are autocommit: one statement, one round trip
@@ -89,8 +90,7 @@ class SQLAccountStore:
         return self._recorder._select(self._sql(statement), params)
 
     def _execute(self, conn: Any, statement: str, params: Sequence[Any]) -> Any:
-        cursor = conn.execute(self._sql(statement), params)
-        return cursor
+        return conn.execute(self._sql(statement), params)
 
     def create_tables(self) -> None:
         statements = [
