@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from dataclasses import dataclass
@@ -67,7 +68,12 @@ def setup_store(settings: Settings, progress: Callable[[int, int], None] | None 
 def _setup(settings: Settings, progress: Callable[[int, int], None] | None) -> None:
     services = build(settings, create_tables=True, follow=False)
     try:
-        services.app.upgrade_credentials()  # stores written when password hashes were in User events
+        moved = services.app.upgrade_credentials()  # stores written when password hashes were in User events
+        if moved:
+            logging.getLogger("trialaudit").warning(
+                "moved the password hashes of %d accounts out of the event log into the credential store; "
+                "the events written before this upgrade still hold them in their stored bytes (leaves, "
+                "bundles and exports made from them): have those users choose new passwords", moved)
         services.projections.setup(progress)
     finally:
         services.close()

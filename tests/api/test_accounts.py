@@ -124,7 +124,7 @@ def _write_old_user(app, username: str, password_hash: str) -> str:
     return str(user.id)
 
 
-def test_setup_upgrades_a_store_whose_user_events_carry_hashes_13A1(store_url, make_settings):
+def test_setup_upgrades_a_store_whose_user_events_carry_hashes_13A1(store_url, make_settings, caplog):
     settings = make_settings(store_url)
     setup_store(settings)
     svc = build(settings)
@@ -145,6 +145,10 @@ def test_setup_upgrades_a_store_whose_user_events_carry_hashes_13A1(store_url, m
     finally:
         svc.close()
     setup_store(settings)  # what `trialaudit setup` / `serve` run: moves the current hash out of the log
+    assert "moved the password hashes of 1 accounts" in caplog.text and "choose new passwords" in caplog.text
+    caplog.clear()
+    setup_store(settings)  # once only
+    assert "moved" not in caplog.text
     svc = build(settings)
     try:
         assert svc.app.accounts.password_hash(user_id) == old_hash
