@@ -256,8 +256,15 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         return {**user_view(user), "notification_id": notification_id}
 
     @staticmethod
-    def _refuse_self(actor: Actor, user_id: Any, what: str) -> None:
-        if str(user_id) == actor.user_id:
+    def _is_self(actor: Actor, user_id: Any) -> bool:
+        """Whether ``user_id`` names the actor's own account, however the id is spelt (case, dashes)."""
+        try:
+            return str(parse_uuid(user_id, "user")) == actor.user_id
+        except NotFound:
+            return False
+
+    def _refuse_self(self, actor: Actor, user_id: Any, what: str) -> None:
+        if self._is_self(actor, user_id):
             raise PermissionDenied(f"nobody changes their own {what}; ask another administrator")
 
     def change_user_role(self, actor: Actor, user_id: Any, *, role: Any, reason: Any, expected_version: int | None = None):
@@ -285,7 +292,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         return result
 
     def deactivate_user(self, actor: Actor, user_id: Any, *, reason: Any, expected_version: int | None = None):
-        if str(user_id) == actor.user_id:
+        if self._is_self(actor, user_id):
             raise Conflict("you cannot deactivate your own account")
         return self._admin_change(
             actor, user_id, expected_version,
@@ -308,7 +315,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
                         current_password: Any = None, source: str = "api"):
         """Your own password (the current one is required), or an administrator's reset of another's
         (one-time: the user must choose their own at the next login). Either ends every session."""
-        if str(user_id) == actor.user_id:
+        if self._is_self(actor, user_id):
             user = self._get(User, user_id, "user")
             return self._set_own_password(user, current_password, new_password, reason, source=source)
         access.require(actor, "user.manage")

@@ -175,6 +175,11 @@ def test_nobody_changes_their_own_role_or_site_13D8(client, add_user):
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
     r = client.post(f"/users/{admin_user['id']}/role", headers=admin, json={"role": "investigator", "reason": "me"})
     assert r.status_code == 403
+    spelt_otherwise = admin_user["id"].upper().replace("-", "")  # the same account, however the id is written
+    r = client.post(f"/users/{spelt_otherwise}/role", headers=admin, json={"role": "investigator", "reason": "me"})
+    assert r.status_code == 403
+    r = client.post(f"/users/{spelt_otherwise}/site", headers=admin, json={"site": "MINSK", "reason": "me"})
+    assert r.status_code == 403
     me = client.get("/me", headers=admin).json()
     assert (me["role"], me["site"]) == ("admin", "*")  # nothing changed
     history = [h["type"] for h in client.get(f"/users/{admin_user['id']}/history", headers=admin).json()]
