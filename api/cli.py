@@ -97,8 +97,15 @@ def users_add(
     full_name: str = typer.Option(..., "--full-name", help="Printed name, as shown on signatures"),
     role: str = typer.Option(..., help="admin, investigator, coordinator, monitor, data_manager or inspector"),
     site: str = typer.Option(..., help="The user's site, or * for roles that see all sites"),
+    temporary: bool = typer.Option(
+        False, "--temporary",
+        help="One-time password: the user must choose their own (POST /auth/password) before logging in",
+    ),
 ) -> None:
-    """Add a user; the password is read from standard input (prompted twice on a terminal)."""
+    """Add a user; the password is read from standard input (prompted twice on a terminal).
+
+    The operator running this has access to the store and is trusted like a database administrator,
+    so the password is a normal, usable one unless --temporary is given."""
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != password:
@@ -113,7 +120,8 @@ def users_add(
         fail(str(e))
     try:
         user = svc.app.register_user(
-            cli_actor(), username=username, full_name=full_name, role=role, site=site, password=password, source="cli"
+            cli_actor(), username=username, full_name=full_name, role=role, site=site, password=password, source="cli",
+            temporary=temporary,
         )
     except InvalidInput as e:
         fail("; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in e.errors))

@@ -12,7 +12,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.container import Services
 from domain.audit import Actor
 from domain.errors import AuthenticationFailed, InvalidInput
-from infrastructure.tokens import TokenError
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /auth/token")
 
@@ -29,23 +28,28 @@ async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    """The authenticated user as they are now: deactivation, a new role or site bite at once (the
-    account is re-read whenever any account changed, see TrialApplication.actor_for)."""
+    """The authenticated user as they are now, through the one check of a token shared by every front
+    end (application.sessions.SessionService.authenticate_token): an open session (idle timeout,
+    absolute end, logout, revocation), and deactivation or a lockout biting at once."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("a bearer token is required; get one at POST /auth/token")
     svc: Services = request.app.state.services
-    try:
-        user_id = svc.tokens.verify(credentials.credentials)
-    except TokenError as e:
-        raise AuthenticationFailed(str(e)) from None
-    if svc.settings.is_postgres:  # a network round trip: never on the event loop
-        return await run_in_threadpool(svc.app.actor_for, user_id)
-    # SQLite: the actor kept since the last account change, or a local indexed read: cheaper than a hop to a thread
-    return svc.app.actor_for(user_id)
+    if svc.settings.is_postgres:  # network round trips: never on the event loop
+        return await run_in_threadpool(svc.tokens.authenticate_token, credentials.credentials)
+    # SQLite: the session row is a local indexed read and the actor is kept since the last account
+    # change: cheaper than a hop to a thread
+    return svc.tokens.authenticate_token(credentials.credentials)
+
+
+async def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthenticationFailed("a bearer token is required; get one at POST /auth/token")
+    return credentials.credentials
 
 
 ServicesDep = Annotated[Services, Depends(services)]
 ActorDep = Annotated[Actor, Depends(current_actor)]
+TokenDep = Annotated[str, Depends(bearer_token)]
 
 
 def as_of_param(

@@ -15,8 +15,10 @@ from domain.errors import (
     DomainError,
     InvalidInput,
     NotFound,
+    PasswordChangeRequired,
     PermissionDenied,
     StaleVersion,
+    TooManyAttempts,
 )
 
 PROBLEM = "application/problem+json"
@@ -28,20 +30,24 @@ STATUS = {
     NotFound: 404,
     PermissionDenied: 403,
     AuthenticationFailed: 401,
+    TooManyAttempts: 429,
 }
-SLUG = {422: "invalid-input", 409: "conflict", 404: "not-found", 403: "forbidden", 401: "unauthenticated"}
+SLUG = {422: "invalid-input", 409: "conflict", 404: "not-found", 403: "forbidden", 401: "unauthenticated",
+        429: "too-many-attempts"}
 
 
-def problem(status: int, title: str, detail: str, instance: str, **extra: Any) -> JSONResponse:
+def problem(status: int, title: str, detail: str, instance: str, *, slug: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {
-        "type": f"/problems/{SLUG.get(status, 'error')}",
+        "type": f"/problems/{slug or SLUG.get(status, 'error')}",
         "title": title,
         "status": status,
         "detail": detail,
         "instance": instance,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -74,6 +80,11 @@ def install(app: FastAPI) -> None:
             detail = exc.detail
         if isinstance(exc, StaleVersion):
             extra["current_version"] = exc.actual
+        if isinstance(exc, TooManyAttempts):
+            extra["headers"] = {"Retry-After": str(exc.retry_after)}
+            extra["retry_after"] = exc.retry_after
+        if isinstance(exc, PasswordChangeRequired):
+            extra["slug"] = "password-change-required"
         return problem(status, exc.title, detail, request.url.path, **extra)
 
     @app.exception_handler(StarletteHTTPException)

@@ -138,7 +138,7 @@ class NewUser(BaseModel):
     full_name: str = Field(min_length=1, max_length=200)
     role: Literal[ROLES]  # type: ignore[valid-type]
     site: str = Field(min_length=1, max_length=40)
-    password: str = Field(min_length=12, max_length=1000)
+    password: str = Field(max_length=1000, description="One-time: the user must choose their own at first login")
 
 
 class RoleChange(Command):
@@ -156,9 +156,20 @@ class AccountChange(Command):
 
 
 class PasswordChange(BaseModel):
+    """Your own password (``current_password`` required), or an administrator's reset of another
+    account's (``reason`` required; the password is one-time: the user must choose their own)."""
+
     model_config = ConfigDict(extra="forbid")
-    new_password: str = Field(min_length=12, max_length=1000)
-    reason: str = Field(max_length=2000)
+    new_password: str = Field(max_length=1000)
+    current_password: str | None = Field(default=None, max_length=1000, description="Required for your own password")
+    reason: str | None = Field(default=None, max_length=2000, description="Required for a reset by an administrator")
+
+
+class OwnPasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=200)
+    current_password: str = Field(max_length=1000)
+    new_password: str = Field(max_length=1000)
 
 
 class UserOut(BaseModel):
@@ -169,6 +180,8 @@ class UserOut(BaseModel):
     site: str
     active: bool
     locked: bool
+    password_change_required: bool = Field(
+        default=False, description="The password was set by an administrator: the user must choose their own")
     created_at: str
     version: int
 

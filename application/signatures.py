@@ -20,7 +20,7 @@ from domain import access
 from domain.adverse_event import AdverseEvent
 from domain.audit import Actor, make_stamp
 from domain.casebook import Casebook
-from domain.errors import AuthenticationFailed, Conflict, NotFound
+from domain.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied
 from domain.participant import Participant
 from domain.signature import (
     ACCOUNTABILITY_STATEMENT,
@@ -109,7 +109,10 @@ class SignatureCommands:
     # ------------------------------------------------------------------ re-authentication (R28)
     def _reauthenticate(self: Any, actor: Actor, password: Any, record: str) -> None:
         user = self._get(User, actor.user_id, "user")
-        if self.passwords.verify(user.password_hash, str(password or "")):
+        if user.password_change_required:  # 21 CFR 11.300: a password an administrator set never signs
+            raise PermissionDenied("signing is refused until you have chosen your own password "
+                                   "(the current one was set by an administrator): POST /auth/password")
+        if self.passwords.verify(self._password_hash(user), str(password or "")):
             return
         stamp = make_stamp(user.as_actor(), reason=f"wrong password re-entered to sign {record}")
         locked = user.signature_authentication_failed(stamp, self.max_failed_logins, record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID, uuid4
@@ -21,7 +22,8 @@ from application.audit_queries import AuditQueries
 from application.casebook import CasebookQueries
 from application.locks import LockCommands
 from application.participant_list import status_of
-from application.ports import ChangeCounter, PasswordHasher
+from application.password_policy import check_password
+from application.ports import AccountStore, ChangeCounter, PasswordHasher
 from application.queries import QueryCommands
 from application.repository import FastProcessingEvent, FastRepository
 from application.review import ReviewQueries
@@ -31,7 +33,17 @@ from application.visits import VisitCommands
 from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
 from domain.export import ExportRecord  # noqa: F401 (its pinned topics must resolve in every process that reads the log)
-from domain.errors import AuthenticationFailed, Conflict, InvalidInput, Locked, NotFound, StaleVersion
+from domain.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    Locked,
+    NotFound,
+    PasswordChangeRequired,
+    PermissionDenied,
+    StaleVersion,
+    TooManyAttempts,
+)
 from domain.casebook import Casebook
 from domain.lock import StudyLock
 from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
@@ -39,7 +51,8 @@ from domain.randomisation import RULE as ALLOCATION_RULE
 from domain.randomisation import AllocationSequence
 from domain.user import LoginAttempt, User, validate_role_site, validate_username
 
-MIN_PASSWORD_LENGTH = 12
+#: the one answer to a refused login, whatever the reason (no account enumeration)
+WRONG_LOGIN = "incorrect username or password"
 
 
 def utcnow() -> dt.datetime:
@@ -70,8 +83,14 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         allocation_seed: bytes,
         sites: dict[str, str],
         max_failed_logins: int = 5,
+        accounts: AccountStore | None = None,
     ):
         super().__init__(env)
+        #: password hashes, sessions and the login throttle, outside the log (set by the composition root)
+        self.accounts: AccountStore = accounts  # type: ignore[assignment]
+        #: failed logins per client address or username and window before 429 (TRIALAUDIT_LOGIN_THROTTLE_*)
+        self.login_throttle_failures = 10
+        self.login_throttle_window_seconds = 900.0
         self.passwords = passwords
         self._allocation_seed = allocation_seed
         self.sites = dict(sites)
@@ -157,13 +176,16 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         site: Any,
         password: Any,
         source: str = "api",
+        temporary: bool = False,
     ) -> dict[str, Any]:
+        """Add an account. ``temporary``: the password is one-time (set by an administrator over the API):
+        it can only be used to choose a new one. The hash goes to the credential store, never the log."""
         access.require(actor, "user.manage")
         errors = []
         for check in (
             lambda: validate_username(username),
             lambda: validate_role_site(role, site, set(self.sites)),
-            lambda: self._validate_password(password),
+            lambda: self._validate_password(password, username),
         ):
             try:
                 check()
@@ -174,21 +196,24 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         username = validate_username(username)
         if User.id_for(username) in self.repository:
             raise Conflict(f"the username {username!r} exists (accounts are never deleted or reused)")
+        password_hash = self.passwords.hash(password)
         user = User.register(
             username=username,
             full_name=full_name,
             role=role,
             site=site,
-            password_hash=self.passwords.hash(password),
+            password_one_time=temporary,
             stamp=make_stamp(actor, source=source),
         )
+        # the audited fact first, then the credential: the log never misses a password that was set
         notification_id = self._save(user)
+        self.accounts.set_password_hash(str(user.id), password_hash)
         return {**user_view(user), "notification_id": notification_id}
 
     @staticmethod
-    def _validate_password(password: Any) -> None:
-        if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-            raise InvalidInput.one("password", f"a password of at least {MIN_PASSWORD_LENGTH} characters is required")
+    def _validate_password(password: Any, username: Any = None, field: str = "password") -> None:
+        """NIST SP 800-63B: at least 12 characters, not all whitespace, not the username, not a common password."""
+        check_password(password, username, field)
 
     def get_user(self, actor: Actor, user_id: Any) -> dict[str, Any]:
         if str(user_id) != actor.user_id:
@@ -204,6 +229,9 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
     def list_users(self, actor: Actor) -> list[dict[str, Any]]:
         """The register of accounts (R22), read from the log of registrations."""
         access.require(actor, "user.read")
+        return [user_view(self.repository.get(i)) for i in self._user_ids()]
+
+    def _user_ids(self) -> list[Any]:
         topic = User.UserRegistered.TOPIC
         ids, start = [], 0
         while True:
@@ -212,7 +240,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
             if len(page) < 500:
                 break
             start = page[-1].id
-        return [user_view(self.repository.get(i)) for i in ids]
+        return ids
 
     def user_history(self, actor: Actor, user_id: Any) -> list[dict[str, Any]]:
         access.require(actor, "user.read")
@@ -227,22 +255,44 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         notification_id = self._save(user)
         return {**user_view(user), "notification_id": notification_id}
 
+    @staticmethod
+    def _is_self(actor: Actor, user_id: Any) -> bool:
+        """Whether ``user_id`` names the actor's own account, however the id is spelt (case, dashes)."""
+        try:
+            return str(parse_uuid(user_id, "user")) == actor.user_id
+        except NotFound:
+            return False
+
+    def _refuse_self(self, actor: Actor, user_id: Any, what: str) -> None:
+        if self._is_self(actor, user_id):
+            raise PermissionDenied(f"nobody changes their own {what}; ask another administrator")
+
     def change_user_role(self, actor: Actor, user_id: Any, *, role: Any, reason: Any, expected_version: int | None = None):
+        access.require(actor, "user.manage")
+        self._refuse_self(actor, user_id, "role")
+
         def apply(user: User, _: dict) -> None:
             validate_role_site(role, user.site, set(self.sites))
             user.change_role(role, make_stamp(actor, reason=reason, reason_required=True))
 
-        return self._admin_change(actor, user_id, expected_version, apply)
+        result = self._admin_change(actor, user_id, expected_version, apply)
+        self.accounts.revoke_user_sessions(result["id"], time.time())
+        return result
 
     def change_user_site(self, actor: Actor, user_id: Any, *, site: Any, reason: Any, expected_version: int | None = None):
+        access.require(actor, "user.manage")
+        self._refuse_self(actor, user_id, "site")
+
         def apply(user: User, _: dict) -> None:
             validate_role_site(user.role, site, set(self.sites))
             user.change_site(site, make_stamp(actor, reason=reason, reason_required=True))
 
-        return self._admin_change(actor, user_id, expected_version, apply)
+        result = self._admin_change(actor, user_id, expected_version, apply)
+        self.accounts.revoke_user_sessions(result["id"], time.time())
+        return result
 
     def deactivate_user(self, actor: Actor, user_id: Any, *, reason: Any, expected_version: int | None = None):
-        if str(user_id) == actor.user_id:
+        if self._is_self(actor, user_id):
             raise Conflict("you cannot deactivate your own account")
         return self._admin_change(
             actor, user_id, expected_version,
@@ -261,54 +311,169 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
             lambda u, _: u.unlock(make_stamp(actor, reason=reason, reason_required=True)),
         )
 
-    def change_password(self, actor: Actor, user_id: Any, *, new_password: Any, reason: Any):
-        if str(user_id) != actor.user_id:
-            access.require(actor, "user.manage")
-        self._validate_password(new_password)
+    def change_password(self, actor: Actor, user_id: Any, *, new_password: Any, reason: Any = None,
+                        current_password: Any = None, source: str = "api"):
+        """Your own password (the current one is required), or an administrator's reset of another's
+        (one-time: the user must choose their own at the next login). Either ends every session."""
+        if self._is_self(actor, user_id):
+            user = self._get(User, user_id, "user")
+            return self._set_own_password(user, current_password, new_password, reason, source=source)
+        access.require(actor, "user.manage")
         user = self._get(User, user_id, "user")
-        user.change_password(self.passwords.hash(new_password), make_stamp(actor, reason=reason, reason_required=True))
+        self._validate_password(new_password, user.username, "new_password")
+        password_hash = self.passwords.hash(new_password)
+        user.change_password("admin", make_stamp(actor, reason=reason, reason_required=True, source=source))
         notification_id = self._save(user)
+        self.accounts.set_password_hash(str(user.id), password_hash)
+        self.accounts.revoke_user_sessions(str(user.id), time.time())
         return {**user_view(user), "notification_id": notification_id}
 
+    def change_own_password(self, username: Any, current_password: Any, new_password: Any, *,
+                            client: str = "unknown", source: str = "api") -> dict[str, Any]:
+        """Choose a new password with the current one, without a session: the only thing a one-time
+        password (set by an administrator) can be used for. A wrong current password is a failed login."""
+        self._validate_password(new_password, username, "new_password")  # before the password is tried
+        user = self.authenticate(username, current_password, client=client, source=source, purpose="password change")
+        # who typed it is unknowable; where from is kept (an admin who reset a password and then chose the
+        # new one themselves is visible in the account's history)
+        how = "replacing a one-time password set by an administrator" if user.password_change_required else \
+            "with the current password"
+        return self._set_own_password(user, current_password, new_password, f"chosen {how}, from {client[:100]}",
+                                      source=source, checked=True)
+
+    def _set_own_password(self, user: User, current_password: Any, new_password: Any, reason: Any, *,
+                          source: str, checked: bool = False) -> dict[str, Any]:
+        self._validate_password(new_password, user.username, "new_password")
+        if not isinstance(current_password, str) or not current_password:
+            raise InvalidInput.one("current_password", "your current password is required to choose a new one")
+        if current_password == new_password:
+            raise InvalidInput.one("new_password", "choose a password different from the current one")
+        if not checked and not self.passwords.verify(self._password_hash(user), current_password):
+            self._reauthentication_failed(user, "wrong current password given to change the password", source)
+        password_hash = self.passwords.hash(new_password)
+        user.change_password("self", make_stamp(user.as_actor(), reason=reason or None, source=source))
+        notification_id = self._save(user)
+        self.accounts.set_password_hash(str(user.id), password_hash)
+        self.accounts.revoke_user_sessions(str(user.id), time.time())
+        return {**user_view(user), "notification_id": notification_id}
+
+    def _reauthentication_failed(self, user: User, reason: str, source: str) -> None:
+        locked = user.login_failed(make_stamp(user.as_actor(), reason=reason, source=source), self.max_failed_logins)
+        self._save_quietly(user)
+        if locked:
+            self.accounts.revoke_user_sessions(str(user.id), time.time())
+        raise AuthenticationFailed("incorrect current password (the failed attempt is recorded)")
+
+    def _password_hash(self, user: User) -> str:
+        return self.accounts.password_hash(str(user.id)) or ""
+
+    def upgrade_credentials(self) -> int:
+        """Stores written before credentials left the log: move each account's current hash (the last one
+        its events carry) into the credential store. The old events stay as they are (the log is
+        immutable); read back, they no longer show the hash (User events are upcast). Idempotent."""
+        done = self.accounts.credential_user_ids()
+        moved = 0
+        decode = self.mapper.transcoder.decode
+        for user_id in self._user_ids():
+            if str(user_id) in done:
+                continue
+            current = None
+            for stored in self.recorder.select_events(user_id):
+                state = decode(stored.state)
+                if isinstance(state, dict) and isinstance(state.get("password_hash"), str):
+                    current = state["password_hash"]
+            if current is not None:
+                self.accounts.set_password_hash(str(user_id), current)
+                moved += 1
+        return moved
+
     # ------------------------------------------------------------------ authentication
-    def authenticate(self, username: Any, password: Any, *, client: str = "unknown", source: str = "api") -> User:
-        """Check a password; audit the login or the failure; lock after repeated failures (R11, R24)."""
+    def _throttle_keys(self, username: str, client: str) -> list[str]:
+        return [f"client:{client[:100]}", f"user:{username[:100]}"]
+
+    def _check_throttle(self, username: str, client: str) -> None:
+        now = time.time()
+        window = self.login_throttle_window_seconds
+        for key in self._throttle_keys(username, client):
+            failures, ends = self.accounts.throttle_count(key, now, window)
+            if failures >= self.login_throttle_failures:
+                raise TooManyAttempts(
+                    f"too many failed logins from this address or for this username; try again in "
+                    f"{max(1, int(ends - now))} s", retry_after=ends - now,
+                )
+
+    def _count_failure(self, username: str, client: str) -> None:
+        now = time.time()
+        for key in self._throttle_keys(username, client):
+            self.accounts.count_failure(key, now, self.login_throttle_window_seconds)
+
+    def _unknown_user_failed(self, username: str, client: str, source: str) -> None:
+        """Audit failed logins for usernames with no account, folded: the first from a client in a window
+        is an event; the rest of that window are counted, and summarised in one event when the client
+        fails again in a later window. The log grows by at most two events per client and window."""
+        now = time.time()
+        count, previous = self.accounts.count_failure(
+            f"unknown:{client[:100]}", now, self.login_throttle_window_seconds, note=username[:100]
+        )
+        if count != 1:
+            return
+        stamp = make_stamp(SYSTEM_ACTOR, source=source)
+        events = []
+        if previous is not None and previous["failures"] > 1:
+            start = dt.datetime.fromtimestamp(previous["window_start"], dt.timezone.utc)
+            events.append(LoginAttempt._create(
+                LoginAttempt.UnknownUserLoginsFolded, id=uuid4(), client=client[:100],
+                window_start=start.isoformat(),
+                window_end=(start + dt.timedelta(seconds=self.login_throttle_window_seconds)).isoformat(),
+                attempts=previous["failures"], usernames_tried=previous["notes"][:20],
+                audit=stamp, changes=[],
+            ))
+        events.append(LoginAttempt._create(
+            LoginAttempt.UnknownUserLoginFailed, id=uuid4(), username_tried=username[:100], client=client[:100],
+            audit=stamp, changes=[],
+        ))
+        self._save(*events)
+
+    def authenticate(self, username: Any, password: Any, *, client: str = "unknown", source: str = "api",
+                     purpose: str = "login") -> User:
+        """Check a password; audit the login or the failure; lock after repeated failures (R11, R24).
+
+        An unknown username, a deactivated or locked account and a wrong password all answer the same
+        AuthenticationFailed after the same argon2 work (no account enumeration). Too many failures from
+        a client address or for a username answer TooManyAttempts before any work. A correct one-time
+        password (set by an administrator) answers PasswordChangeRequired for a login: it can only be
+        used to choose a new password (``purpose="password change"``)."""
         username = str(username or "").strip().lower()
         password = str(password or "")
+        self._check_throttle(username, client)
         user = self.user_by_name(username) if username else None
+        refused = AuthenticationFailed(WRONG_LOGIN)
         if user is None:
             self._verify_dummy(password)  # same cost as a real check: no username probing by timing
-            attempt = LoginAttempt._create(
-                LoginAttempt.UnknownUserLoginFailed,
-                id=uuid4(),
-                username_tried=username[:100],
-                client=client[:100],
-                audit=make_stamp(SYSTEM_ACTOR, source=source),
-                changes=[],
-            )
-            self._save(attempt)
-            raise AuthenticationFailed("incorrect username or password")
+            self._count_failure(username, client)
+            self._unknown_user_failed(username, client, source)
+            raise refused
         self_actor = user.as_actor()
-        if not user.active:
-            user.login_failed(make_stamp(self_actor, reason="login refused: account deactivated", source=source), 10**9)
-            self._save_quietly(user)
-            raise AuthenticationFailed("this account is deactivated; ask an administrator")
-        if user.locked:
+        if not user.active or user.locked:
             self._verify_dummy(password)
-            raise AuthenticationFailed(
-                "this account is locked after repeated failed logins; ask an administrator to unlock it"
-            )
-        if not self.passwords.verify(user.password_hash, password):
-            locked = user.login_failed(make_stamp(self_actor, source=source), self.max_failed_logins)
+            why = "account deactivated" if not user.active else "account locked"
+            user.login_failed(make_stamp(self_actor, reason=f"{purpose} refused: {why}", source=source), 10**9)
             self._save_quietly(user)
-            if locked:
-                raise AuthenticationFailed(
-                    f"incorrect username or password; the account is now locked after "
-                    f"{self.max_failed_logins} failed logins"
-                )
-            raise AuthenticationFailed("incorrect username or password")
-        user.login_succeeded(make_stamp(self_actor, source=source))
-        self._save_quietly(user)
+            self._count_failure(username, client)
+            raise refused
+        if not self.passwords.verify(self._password_hash(user), password):
+            user.login_failed(make_stamp(self_actor, source=source), self.max_failed_logins)
+            self._save_quietly(user)
+            self._count_failure(username, client)
+            raise refused
+        if purpose == "login" and user.password_change_required:
+            raise PasswordChangeRequired(
+                "password change required: this password was set by an administrator and can only be used to "
+                "choose your own, at POST /auth/password (username, current_password, new_password)"
+            )
+        if purpose == "login":
+            user.login_succeeded(make_stamp(self_actor, source=source))
+            self._save_quietly(user)
         return user
 
     def _save_quietly(self, user: User) -> None:

@@ -68,6 +68,7 @@ def user_view(u: Any) -> dict[str, Any]:
         "site": u.site,
         "active": u.active,
         "locked": u.locked,
+        "password_change_required": getattr(u, "password_change_required", False),
         "created_at": iso(u.created_on),
         "version": u.version,
     }

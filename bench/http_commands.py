@@ -179,7 +179,7 @@ def run(args) -> list[dict[str, Any]]:
             "TRIALAUDIT_DATABASE_URL": url,
             "TRIALAUDIT_DATA_DIR": str(wd / "keys"),
             "TRIALAUDIT_DEMO": "0",
-            "TRIALAUDIT_TOKEN_TTL_SECONDS": "3600",
+            "TRIALAUDIT_IDLE_TIMEOUT_SECONDS": "3600",
         }
         per_run = args.http_participants
         ids = prepare_product_store(env, {"warm": per_run, "many": per_run, "one": per_run})

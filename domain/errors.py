@@ -65,3 +65,19 @@ class PermissionDenied(DomainError):
 
 class AuthenticationFailed(DomainError):
     title = "Authentication failed"
+
+
+class PasswordChangeRequired(PermissionDenied):
+    """The password was set by an administrator: it can only be used to choose a new one (21 CFR 11.300)."""
+
+    title = "Password change required"
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed logins from this client or for this username: try again after ``retry_after`` s."""
+
+    title = "Too many failed logins"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after))

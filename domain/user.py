@@ -11,6 +11,14 @@ from domain.trial import ALL_SITES, ROLES, SITE_BOUND_ROLES, trial_uuid
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 REDACTED = "[argon2 hash, not shown]"
+#: Who set a password: the account holder, an administrator (one-time: it can only be used to choose a new
+#: one, 21 CFR 11.300), or an operator with access to the store (`trialaudit users add`, trusted like a DBA).
+SET_BY = ("self", "admin", "operator")
+
+
+def _drop_hash(state: dict) -> None:
+    """Events written before credentials left the log carried the argon2 hash: never show it again."""
+    state.pop("password_hash", None)
 
 
 def validate_username(value: Any) -> str:
@@ -50,7 +58,14 @@ class User(AuditedAggregate):
         full_name: str
         role: str
         site: str
-        password_hash: str
+        password_one_time: bool = False
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            _drop_hash(state)
+            state["password_one_time"] = False
 
     class RoleChanged(AuditedAggregate.Event):
         TOPIC = "trialaudit.User.RoleChanged"
@@ -67,11 +82,24 @@ class User(AuditedAggregate):
             u.site = self.site
 
     class PasswordChanged(AuditedAggregate.Event):
+        """A new password was set (the hash lives in the credential store, never in the log)."""
+
         TOPIC = "trialaudit.User.PasswordChanged"
-        password_hash: str
+        set_by: str = "self"
+        one_time: bool = False
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            _drop_hash(state)
+            actor = (state.get("audit") or {}).get("actor") or {}
+            originator = state.get("originator_id")
+            state["set_by"] = "self" if str(actor.get("user_id")) == str(originator) else "admin"
+            state["one_time"] = False
 
         def apply(self, u: Any) -> None:
-            u.password_hash = self.password_hash
+            u.password_change_required = self.one_time
 
     class UserDeactivated(AuditedAggregate.Event):
         TOPIC = "trialaudit.User.UserDeactivated"
@@ -122,19 +150,28 @@ class User(AuditedAggregate):
             u.locked = False
             u.failed_logins = 0
 
-    def __init__(self, username: str, full_name: str, role: str, site: str, password_hash: str):
+    #: v2: no password hash in the state (snapshots written before carried one)
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict) -> None:
+        _drop_hash(state)
+        state["password_change_required"] = False
+
+    def __init__(self, username: str, full_name: str, role: str, site: str, password_one_time: bool = False):
         self.username = username
         self.full_name = full_name
         self.role = role
         self.site = site
-        self.password_hash = password_hash
+        #: the current password was set by an administrator: it may only be used to choose a new one
+        self.password_change_required = password_one_time
         self.active = True
         self.locked = False
         self.failed_logins = 0
 
     @classmethod
     def register(
-        cls, *, username: str, full_name: Any, role: str, site: str, password_hash: str, stamp: dict
+        cls, *, username: str, full_name: Any, role: str, site: str, password_one_time: bool, stamp: dict
     ) -> "User":
         if not isinstance(full_name, str) or not full_name.strip() or len(full_name) > 200:
             raise InvalidInput.one("full_name", "the user's full name is required (≤ 200 characters)")
@@ -145,14 +182,14 @@ class User(AuditedAggregate):
             full_name=" ".join(full_name.split()),
             role=role,
             site=site,
-            password_hash=password_hash,
+            password_one_time=bool(password_one_time),
             audit=stamp,
             changes=[
                 change("username", None, username),
                 change("full_name", None, " ".join(full_name.split())),
                 change("role", None, role),
                 change("site", None, site),
-                change("password", None, REDACTED),
+                change("password", None, "[set, one-time]" if password_one_time else "[set]"),
             ],
         )
 
@@ -171,8 +208,15 @@ class User(AuditedAggregate):
             raise InvalidInput.one("site", "the user is already at this site")
         self._record(self.SiteChanged, stamp, [change("site", self.site, site)], site=site)
 
-    def change_password(self, password_hash: str, stamp: dict) -> None:
-        self._record(self.PasswordChanged, stamp, [change("password", REDACTED, REDACTED)], password_hash=password_hash)
+    def change_password(self, set_by: str, stamp: dict) -> None:
+        """Record that a new password was set: by the account holder, or (one-time) by an administrator."""
+        if set_by not in SET_BY:
+            raise ValueError(f"unknown set_by {set_by!r}")
+        one_time = set_by == "admin"
+        changes = [change("password", "[set]", "[set, one-time]" if one_time else "[set]")]
+        if self.password_change_required != one_time:
+            changes.append(change("password_change_required", self.password_change_required, one_time))
+        self._record(self.PasswordChanged, stamp, changes, set_by=set_by, one_time=one_time)
 
     def deactivate(self, stamp: dict) -> None:
         if not self.active:
@@ -227,6 +271,22 @@ class LoginAttempt(AuditedAggregate):
         username_tried: str
         client: str
 
-    def __init__(self, username_tried: str, client: str):
+    class UnknownUserLoginsFolded(AuditedCreated):
+        """The failed logins for unknown usernames from one client address in one window, after its
+        first (which is an UnknownUserLoginFailed of its own): counted, not recorded one by one (13.D12)."""
+
+        TOPIC = "trialaudit.LoginAttempt.UnknownUserLoginsFolded"
+        client: str
+        window_start: str
+        window_end: str
+        attempts: int
+        usernames_tried: list
+
+    def __init__(self, client: str, username_tried: str = "", window_start: str = "", window_end: str = "",
+                 attempts: int = 1, usernames_tried: list | None = None):
         self.username_tried = username_tried
         self.client = client
+        self.window_start = window_start
+        self.window_end = window_end
+        self.attempts = attempts
+        self.usernames_tried = list(usernames_tried or [])

@@ -20,7 +20,16 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     #: HMAC key for bearer tokens (hex or any text). Default: a random key in data_dir/token.key.
     secret_key: str | None = None
-    token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    #: A session (its bearer token) ends after this long without an authenticated request (R24) ...
+    idle_timeout_seconds: int = Field(default=900, ge=30, le=86400)
+    #: ... and at the latest this long after login, however active (the token's exp).
+    session_max_seconds: int = Field(default=12 * 3600, ge=60, le=7 * 86400)
+    #: PostgreSQL: a worker believes a session row it read for at most this long (0: read on every
+    #: request); a logout or revocation made by another worker holds there within this time.
+    session_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    #: Failed logins from one client address, or for one username, per window before 429 (13.D12).
+    login_throttle_failures: int = Field(default=10, ge=1, le=10_000)
+    login_throttle_window_seconds: int = Field(default=900, ge=1, le=86400)
     #: Secret seed of the allocation sequence. Default: a random seed in data_dir/allocation.seed.
     allocation_seed: str | None = None
     #: Site code -> IANA time zone. Site-bound users and participants belong to one of these.

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/users", tags=["users"], responses={k: PROBLEMS[k] fo
 @router.post("", status_code=201, response_model=UserResult)
 def register(body: NewUser, actor: ActorDep, svc: ServicesDep):
     """Register an account (admin). Accounts are never deleted or reused (R22)."""
-    return svc.app.register_user(actor, **body.model_dump())
+    return svc.app.register_user(actor, **body.model_dump(), temporary=True)
 
 
 @router.get("", response_model=list[UserOut])
@@ -68,4 +68,7 @@ def unlock(user_id: str, body: AccountChange, actor: ActorDep, svc: ServicesDep)
 
 @router.post("/{user_id}/password", response_model=UserResult)
 def change_password(user_id: str, body: PasswordChange, actor: ActorDep, svc: ServicesDep):
-    return svc.app.change_password(actor, user_id, new_password=body.new_password, reason=body.reason)
+    """Your own password (with ``current_password``), or an administrator's one-time reset of another's
+    (with ``reason``). Either ends every session of the account."""
+    return svc.app.change_password(actor, user_id, new_password=body.new_password, reason=body.reason,
+                                   current_password=body.current_password)
