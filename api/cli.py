@@ -328,6 +328,7 @@ def export_odm(
     """Write the CDISC ODM 1.3.2 Transactional Archival export (R16), streamed from the event log with a
     progress bar; the export is attributed to --user and recorded on the audit trail (R11)."""
     from application.exports import OdmExports
+    from infrastructure.files import atomic_private_file
 
     password = _read_password()
     s = settings()
@@ -340,7 +341,9 @@ def export_odm(
         actor = svc.app.authenticate(user, password, client="cli", source="cli").as_actor()
         exports = OdmExports(svc.app, svc.integrity.log)
         written = 0
-        with _progress_bar("exporting ODM") as bar, out_file.open("wb") as f:
+        # written to a temporary name and renamed when complete: a refused or failed export leaves an
+        # existing file as it was (F.23), and the file is 0600 (E.17)
+        with _progress_bar("exporting ODM") as bar, atomic_private_file(out_file) as f:
             task = bar.add_task("odm", total=None)
             if participant:
                 chunks = exports.participant(actor, participant, source="cli")

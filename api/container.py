@@ -107,7 +107,8 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
     return Services(
         settings=settings, app=app, tokens=TokenService(_token_key(settings), settings.token_ttl_seconds), projections=engine,
         integrity=_integrity(settings, app),
-        exports=ExportJobs(settings.data_dir / "exports"),
+        exports=ExportJobs(settings.data_dir / "exports", max_running_per_owner=settings.export_jobs_per_user,
+                           retention=timedelta(hours=settings.export_retention_hours)),
     )
 
 

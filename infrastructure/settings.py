@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     audit_late_entry_days: int = Field(default=7, ge=0, le=3650)
     #: Load the synthetic trial into an empty store when serving.
     demo: bool = True
+    #: Largest request body accepted, in bytes (413 beyond it, checked before the body is read).
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    #: Background export jobs one user may have running at once (429 beyond it).
+    export_jobs_per_user: int = Field(default=3, ge=1, le=100)
+    #: Finished export files (and their status) are removed this many hours after they finish.
+    export_retention_hours: float = Field(default=24, gt=0)
 
     @field_validator("sites", mode="before")
     @classmethod
