@@ -127,10 +127,6 @@ def _media(content_type: bytes | None) -> bytes:
     return content_type.split(b";", 1)[0].strip().lower() if content_type else b""
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class RequestGuard:
     def __init__(self, app: ASGIApp, max_body_bytes: int | None = None):
         self.app = app
@@ -222,31 +218,34 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        """Any other body streams through, counted: past the limit the app's read fails and 413 answers."""
+        """Any other body streams through, counted: once past the limit, 413 answers (if nothing was sent
+        yet), the app reads a disconnect, and whatever it answers after that is dropped."""
         size = 0
-        started = False
+        started = refused = False
 
         async def counting() -> Message:
-            nonlocal size
+            nonlocal size, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
                 if size > limit:
-                    raise BodyTooLarge()
+                    refused = True
+                    if not started:
+                        await self._too_large(scope, send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
         async def watching(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 went out instead
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting, watching)
-        except BodyTooLarge:
-            if started:
-                raise
-            await self._too_large(scope, send, limit)
+        await self.app(scope, counting, watching)
 
     @staticmethod
     async def _problem(scope: Scope, send: Send, status: int, title: str, detail: str, **extra: Any) -> None:

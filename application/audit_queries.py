@@ -421,9 +421,9 @@ class AuditQueries:
         if isinstance(type, str):
             type = [t.strip() for t in type.split(",") if t.strip()]
         lo, hi = _instant(from_, "from"), _instant(to, "to")
-        if lo is not None and hi is not None and lo > hi:
-            raise InvalidInput([(("from",), f"'from' ({lo}) is after 'to' ({hi})"),
-                                (("to",), f"'to' ({hi}) is before 'from' ({lo})")])
+        if lo is not None and hi is not None and lo >= hi:  # [from, to) holds nothing: a contradiction
+            raise InvalidInput([(("from",), f"'from' ({lo}) is not before 'to' (up to {hi})"),
+                                (("to",), f"'to' (up to {hi}) is not after 'from' ({lo})")])
         if site is not None and site not in self.sites:
             raise InvalidInput.one("site", f"no site {site!r}; sites: {', '.join(sorted(self.sites))}")
         return AuditFilter(
