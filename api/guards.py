@@ -18,6 +18,8 @@ internals:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -27,10 +29,20 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
+from application.casebook_html import CSS as CASEBOOK_CSS
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+
+
+def _style_hash(css: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+
+
+#: The casebook HTML (application/casebook_html.py) carries its stylesheet inline, so that the saved
+#: file is self-contained: that one stylesheet is allowed by its hash, no other inline style or script.
+CSP = ("default-src 'self'; script-src 'self'; "
+       f"style-src 'self' {_style_hash(CASEBOOK_CSS)}; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 #: FastAPI's /docs and /redoc pages: their scripts and styles come from the jsDelivr CDN, started by an
 #: inline script; nothing else is allowed, and they may not be framed either.
@@ -68,10 +80,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
+                headers = message.get("headers") or []
                 present = {k.lower() for k, _ in headers}
-                headers.extend(h for h in extra if h[0] not in present)
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [*headers, *(h for h in extra if h[0] not in present)]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -136,7 +147,11 @@ class RequestGuard:
         if self.max_body_bytes is not None:
             return self.max_body_bytes
         services = getattr(getattr(scope.get("app"), "state", None), "services", None)
-        return getattr(getattr(services, "settings", None), "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        settings = getattr(services, "settings", None)
+        if settings is None:
+            return DEFAULT_MAX_BODY_BYTES
+        self.max_body_bytes = settings.max_body_bytes  # the settings of this app's services, kept
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

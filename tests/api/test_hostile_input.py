@@ -245,6 +245,22 @@ def test_security_headers_on_every_response_and_a_500_is_problem_json_E17(servic
         assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
 
 
+def test_the_casebook_html_keeps_its_inline_stylesheet_under_the_csp_E17(client, randomised_participant):
+    """E.17: the CSP allows no inline style but the casebook's own stylesheet, by its SHA-256."""
+    import base64
+    import hashlib
+    import re
+
+    pid, inv = randomised_participant()
+    r = client.get(f"/participants/{pid}/casebook.html", headers=inv)
+    assert r.status_code == 200, r.text
+    css = re.search(r"<style>(.*?)</style>", r.text, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    style_src = next(d for d in r.headers["content-security-policy"].split(";") if d.strip().startswith("style-src"))
+    assert f"'sha256-{digest}'" in style_src and "unsafe-inline" not in style_src
+    assert "<script" not in r.text
+
+
 def test_csv_is_utf8_with_bom_plain_values_and_neutralised_formulas_E15_14_4(client, services, login, tmp_path):
     """E.15 and 14.4: the CSV download and the CSV job file are UTF-8 with a BOM (Cyrillic `Ш-001`
     round-trips), plain values (no JSON quoting, empty for null), and a cell that starts with = + - @
@@ -416,3 +432,18 @@ def test_csv_cells_that_start_like_a_formula_are_neutralised_E15(text):
 
     line = _csv_line(["ok", text, -1, None, True, {"a": "Ш"}]).decode()
     assert list(csv.reader(io.StringIO(line))) == [["ok", "'" + text, "-1", "", "true", '{"a":"Ш"}']]
+
+
+def test_disk_full_errors_of_both_drivers_are_recognised_F21():
+    """F.21: what SQLite and PostgreSQL (psycopg's DiskFull, SQLSTATE 53100) raise on a full disk, also as
+    the eventsourcing library wraps it, is recognised (503); other storage errors are not."""
+    import psycopg.errors
+    from eventsourcing.persistence import OperationalError
+
+    from infrastructure.store import is_disk_full
+
+    assert is_disk_full(OperationalError(sqlite3.OperationalError("database or disk is full")))
+    assert is_disk_full(OperationalError(psycopg.errors.DiskFull("could not extend file: No space left on device")))
+    assert is_disk_full(OSError(28, "No space left on device"))
+    assert not is_disk_full(OperationalError(sqlite3.OperationalError("database is locked")))
+    assert not is_disk_full(psycopg.errors.UniqueViolation("duplicate key"))
