@@ -749,6 +749,11 @@ class AuditQueries:
         if kind not in REPORT_KINDS:
             raise NotFound(f"no report {kind!r}; reports: {', '.join(REPORT_KINDS)}")
         start, end = _as_date(period_from, "period_from"), _as_date(period_to, "period_to")
+        if start > end:
+            raise InvalidInput([(("period_from",), f"the period starts ({start}) after it ends ({end})"),
+                                (("period_to",), f"the period ends ({end}) before it starts ({start})")])
+        if end == dt.date.max:  # its end (the next day's 00:00 UTC) is past year 9999
+            raise InvalidInput.one("period_to", "out of range: the period must end before 9999-12-31")
         report = self.audit_report(
             actor, kind, from_=dt.datetime.combine(start, dt.time(), dt.timezone.utc),
             to=dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.timezone.utc), _record=False,

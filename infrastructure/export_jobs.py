@@ -62,6 +62,7 @@ class ExportJobs:
         self.max_running_per_owner = max_running_per_owner
         self.retention = retention
         self._lock = threading.Lock()
+        self._purged_at = 0.0
 
     def _status_path(self, job_id: str) -> Path:
         if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
@@ -126,7 +127,8 @@ class ExportJobs:
               on_error: Callable[[BaseException], None] | None = None) -> dict[str, Any]:
         """Run ``chunks`` to a file in the background; return the job's status."""
         private_dir(self.directory)
-        self.purge()
+        self._purged_at = 0.0
+        self._maybe_purge()
         with self._lock:
             self.check_capacity(owner)
             job_id = secrets.token_hex(12)
@@ -162,7 +164,17 @@ class ExportJobs:
         threading.Thread(target=run, name=f"export-{job_id}", daemon=True).start()
         return dict(status)
 
+    def _maybe_purge(self) -> None:
+        """Purge at most once a minute per process, also when nobody starts a new export."""
+        import time
+
+        if time.monotonic() - self._purged_at >= 60:
+            self._purged_at = time.monotonic()
+            if self.directory.exists():
+                self.purge()
+
     def status(self, job_id: str) -> dict[str, Any]:
+        self._maybe_purge()
         try:
             return json.loads(self._status_path(job_id).read_text())
         except (FileNotFoundError, KeyError, ValueError):

@@ -98,6 +98,10 @@ def test_every_instant_parameter_refuses_instants_that_overflow_in_utc_E13(raw_c
                 body = _problem(r, 422)
                 assert f"{where}.{name}" in _paths(body), (method, path, name, value, body)
     assert _log_size(services) == before  # nothing written, not even a retrieval record
+    # the latest instant UTC can hold is valid, but an AE the site became aware of then is in the future
+    r = raw_client.post(f"/participants/{pid}/adverse-events", headers=inv,
+                        json=ae_body(aware_at="9999-12-31T23:59:59Z", aeser="Y", aeshosp="Y"))
+    assert "body.aware_at" in _paths(_problem(r, 422))
 
 
 def test_plain_day_bounds_and_contradictions_in_audit_filters_14_6(client, services, login, add_user,
@@ -131,6 +135,11 @@ def test_plain_day_bounds_and_contradictions_in_audit_filters_14_6(client, servi
             assert field in _paths(body), (params, body)
     body = _problem(client.post("/audit/exports", json={"from": next_day, "to": day}, headers=dm), 422)
     assert "body.from" in _paths(body)
+    # a review sign-off over a period: reversed or unbounded periods are 422s naming the period's fields
+    for period, field in ((("2026-02-01", "2026-01-01"), "body.period_from"), (("2026-01-01", "9999-12-31"), "body.period_to")):
+        r = client.post("/audit/reports/change-rates/sign-off", headers=dm,
+                        json={"period_from": period[0], "period_to": period[1], "comment": "reviewed"})
+        assert field in _paths(_problem(r, 422)), r.text
     # a user who has not acted yet is a known user with an empty trail
     add_user("quiet_one", "monitor", "MINSK")
     r = client.get("/audit/events", params={"user": "quiet_one"}, headers=dm)
