@@ -364,14 +364,15 @@ def test_store_read_models_and_keys_are_private_E17(services, login, client):
     if url.startswith("sqlite:///"):
         db = url[len("sqlite:///"):]
         store_dir = os.path.dirname(db)
-        files += [os.path.join(store_dir, n) for n in os.listdir(store_dir)
-                  if os.path.isfile(os.path.join(store_dir, n)) and n.startswith(os.path.basename(db))]
-        assert any(str(f).endswith("-wal") for f in files) and any(str(f).endswith("-shm") for f in files)
-        assert any("read" in str(f) or str(f).count(".db") for f in files)
+        files += [os.path.join(store_dir, n) for n in os.listdir(store_dir) if os.path.isfile(os.path.join(store_dir, n))]
+        from infrastructure.readmodels import views_path
+
+        names = {os.path.basename(str(f)) for f in files}
+        views = os.path.basename(views_path(db))
+        assert {os.path.basename(db), db.rsplit("/", 1)[-1] + "-wal", db.rsplit("/", 1)[-1] + "-shm"} <= names, names
+        assert {views, views + "-wal", views + "-shm"} <= names, names
     assert files
     for f in files:
-        if str(f).endswith(".lock"):
-            continue
         assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
 
 
