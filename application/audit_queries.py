@@ -106,6 +106,8 @@ def decode_cursor(cursor: str, order: str) -> int:
         position, cursor_order = int(data["p"]), data["o"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidInput.one("cursor", "not a cursor this server gave out; start again without one") from None
+    if not 0 <= position < 2**63:  # a position the store could hold (a forged one would overflow its integer)
+        raise InvalidInput.one("cursor", "not a cursor this server gave out; start again without one")
     if cursor_order != order:
         raise InvalidInput.one("cursor", f"this cursor pages in '{cursor_order}' order; keep order={cursor_order}")
     return position

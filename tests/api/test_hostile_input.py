@@ -140,6 +140,12 @@ def test_plain_day_bounds_and_contradictions_in_audit_filters_14_6(client, servi
         r = client.post("/audit/reports/change-rates/sign-off", headers=dm,
                         json={"period_from": period[0], "period_to": period[1], "comment": "reviewed"})
         assert field in _paths(_problem(r, 422)), r.text
+    # a forged cursor whose position no store integer can hold
+    import base64
+
+    for position in (10**30, -1):
+        forged = base64.urlsafe_b64encode(json.dumps({"v": 1, "o": "asc", "p": position}).encode()).decode()
+        assert "query.cursor" in _paths(_problem(client.get("/audit/events", params={"cursor": forged}, headers=dm), 422))
     # a user who has not acted yet is a known user with an empty trail
     add_user("quiet_one", "monitor", "MINSK")
     r = client.get("/audit/events", params={"user": "quiet_one"}, headers=dm)
