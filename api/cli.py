@@ -293,6 +293,7 @@ def bundle(
 ) -> None:
     """Write an inspector bundle: events, inclusion proofs, signed head, public key and an offline verifier."""
     from infrastructure.bundle import write_bundle
+    from infrastructure.files import private_umask
 
     if bool(participant) == all_events:
         fail("give exactly one of --participant ID or --all")
@@ -300,7 +301,8 @@ def bundle(
     svc = _integrity_services()
     try:
         data = svc.integrity.bundle(None if all_events else participant, since)
-        with _progress_bar("writing the bundle") as bar:
+        # every file of the bundle 0600 and every directory made for it 0700 (E.17)
+        with _progress_bar("writing the bundle") as bar, private_umask():
             task = bar.add_task("bundle", total=data.head.tree_size if all_events else None)
             manifest = write_bundle(data, out_dir, svc.integrity.signer.public_key_pem(),
                                     lambda n: bar.update(task, completed=n))

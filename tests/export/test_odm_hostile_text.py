@@ -82,3 +82,25 @@ def test_a_refused_cli_export_leaves_an_existing_file_as_it_was_F23(services, ad
     etree.parse(str(out))
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_bundle_files_are_private_E17(services, add_user, tmp_path, monkeypatch):
+    """E.17: `trialaudit bundle` writes its files 0600 in directories made 0700."""
+    from typer.testing import CliRunner
+
+    from api.cli import cli
+
+    inv = services.app.actor_for(add_user("inv_bundle", "investigator", "MINSK")["id"])
+    pid = services.app.screen_participant(inv, screening_number="B-1", site="MINSK", sex="F", birth_year=1970)["id"]
+    monkeypatch.setenv("TRIALAUDIT_DATABASE_URL", services.settings.database_url)
+    monkeypatch.setenv("TRIALAUDIT_DATA_DIR", str(services.settings.data_dir))
+    monkeypatch.setenv("TRIALAUDIT_SITES", '{"MINSK": "Europe/Minsk", "GOMEL": "Europe/Minsk"}')
+    out = tmp_path / "bundles" / "b1"
+    result = CliRunner().invoke(cli, ["bundle", "--out", str(out), "--participant", pid])
+    assert result.exit_code == 0, result.output
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files
+    for p in files:
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
+    for d in [out, out.parent, *(p for p in out.rglob("*") if p.is_dir())]:
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, d
