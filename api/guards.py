@@ -166,11 +166,17 @@ class RequestGuard:
                 return
         limit = self._limit(scope)
         length = content_type = None
+        chunked = False
         for key, value in scope["headers"]:
             if key == b"content-length":
                 length = value
             elif key == b"content-type":
                 content_type = value
+            elif key == b"transfer-encoding":
+                chunked = True
+        if length is None and not chunked:  # no body at all (most GETs): nothing to count or check
+            await self.app(scope, receive, send)
+            return
         if length is not None:
             try:
                 declared = int(length)
@@ -186,7 +192,10 @@ class RequestGuard:
         if media == b"application/json" or media.endswith(b"+json") or media == b"application/x-www-form-urlencoded":
             await self._checked(scope, receive, send, limit, media)
             return
-        await self._counted(scope, receive, send, limit)
+        if length is None:  # chunked: only the bytes received say how large it is
+            await self._counted(scope, receive, send, limit)
+        else:  # the server delivers no more than the Content-Length checked above
+            await self.app(scope, receive, send)
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send, limit: int, media: bytes) -> None:
         """A JSON or form body: read (counting), its text checked, then handed on as it came."""
