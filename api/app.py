@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api import errors
 from api.container import Services, build
 from api.fastpath import FastCommand, FastCommands
+from api.guards import RequestGuard, SecurityHeaders
 from api.routers import (
     adverse_events,
     audit,
@@ -87,6 +88,10 @@ def create_app(services: Services | None = None) -> FastAPI:
     # The audited commands sent most often take the lean way in (api/fastpath.py); their routes
     # above remain the contract and serve every request that is not the plain case.
     app.add_middleware(FastCommands, commands=FAST_COMMANDS)
+    # Outside the fast path (added later = further out): the body limit and the text rule apply to every
+    # request, then every response gets the security headers (api/guards.py).
+    app.add_middleware(RequestGuard)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

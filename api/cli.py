@@ -331,6 +331,7 @@ def bundle(
 ) -> None:
     """Write an inspector bundle: events, inclusion proofs, signed head, public key and an offline verifier."""
     from infrastructure.bundle import write_bundle
+    from infrastructure.files import private_umask
 
     if bool(participant) == all_events:
         fail("give exactly one of --participant ID or --all")
@@ -338,7 +339,8 @@ def bundle(
     svc = _integrity_services()
     try:
         data = svc.integrity.bundle(None if all_events else participant, since)
-        with _progress_bar("writing the bundle") as bar:
+        # every file of the bundle 0600 and every directory made for it 0700 (E.17)
+        with _progress_bar("writing the bundle") as bar, private_umask():
             task = bar.add_task("bundle", total=data.head.tree_size if all_events else None)
             manifest = write_bundle(data, out_dir, svc.integrity.signer.public_key_pem(),
                                     lambda n: bar.update(task, completed=n))
@@ -366,6 +368,7 @@ def export_odm(
     """Write the CDISC ODM 1.3.2 Transactional Archival export (R16), streamed from the event log with a
     progress bar; the export is attributed to --user and recorded on the audit trail (R11)."""
     from application.exports import OdmExports
+    from infrastructure.files import atomic_private_file
 
     password = _read_password()
     s = settings()
@@ -378,7 +381,9 @@ def export_odm(
         actor = svc.app.authenticate(user, password, client="cli", source="cli").as_actor()
         exports = OdmExports(svc.app, svc.integrity.log)
         written = 0
-        with _progress_bar("exporting ODM") as bar, out_file.open("wb") as f:
+        # written to a temporary name and renamed when complete: a refused or failed export leaves an
+        # existing file as it was (F.23), and the file is 0600 (E.17)
+        with _progress_bar("exporting ODM") as bar, atomic_private_file(out_file) as f:
             task = bar.add_task("odm", total=None)
             if participant:
                 chunks = exports.participant(actor, participant, source="cli")

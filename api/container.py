@@ -124,7 +124,8 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
                               idle_timeout_seconds=settings.idle_timeout_seconds,
                               session_max_seconds=settings.session_max_seconds),
         integrity=_integrity(settings, app),
-        exports=ExportJobs(settings.data_dir / "exports"),
+        exports=ExportJobs(settings.data_dir / "exports", max_running_per_owner=settings.export_jobs_per_user,
+                           retention=timedelta(hours=settings.export_retention_hours)),
     )
 
 

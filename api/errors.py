@@ -20,6 +20,8 @@ from domain.errors import (
     StaleVersion,
     TooManyAttempts,
 )
+from infrastructure.export_jobs import TooManyJobs
+from infrastructure.store import STORAGE_ERRORS, is_disk_full
 
 PROBLEM = "application/problem+json"
 
@@ -33,7 +35,8 @@ STATUS = {
     TooManyAttempts: 429,
 }
 SLUG = {422: "invalid-input", 409: "conflict", 404: "not-found", 403: "forbidden", 401: "unauthenticated",
-        429: "too-many-attempts"}
+        400: "bad-request", 413: "payload-too-large", 429: "too-many-requests", 500: "internal-error",
+        503: "storage-full"}
 
 
 def problem(status: int, title: str, detail: str, instance: str, *, slug: str | None = None,
@@ -46,8 +49,7 @@ def problem(status: int, title: str, detail: str, instance: str, *, slug: str | 
         "instance": instance,
         **extra,
     }
-    if status == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})} or None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -86,6 +88,38 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, PasswordChangeRequired):
             extra["slug"] = "password-change-required"
         return problem(status, exc.title, detail, request.url.path, **extra)
+
+    async def _storage(request: Request, exc: Exception):
+        """A full disk or quota is a 503 saying so, not a 500 (F.21): nothing was written, and reads go
+        on working. Any other storage error goes on to the 500 below."""
+        if is_disk_full(exc):
+            return problem(503, "Storage full",
+                           "the store cannot take more data (disk or quota full); nothing was changed. "
+                           "Reading still works; try the change again once space is freed",
+                           request.url.path, headers={"Retry-After": "60"})
+        raise exc
+
+    @app.exception_handler(TooManyJobs)
+    async def _too_many_jobs(request: Request, exc: TooManyJobs):
+        return problem(429, "Too many export jobs", str(exc), request.url.path, headers={"Retry-After": "10"},
+                       running=exc.running, limit=exc.limit)
+
+    for storage_error in STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, _storage)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        """Anything unforeseen, answered by the outermost error middleware as problem+json with the
+        security headers (it sits outside the middleware that adds them); the client learns nothing
+        more than that (the traceback goes to the server's log)."""
+        from api.guards import DOCS_PATHS, security_headers
+
+        docs = request.url.path.startswith(DOCS_PATHS)
+        if is_disk_full(exc):
+            return problem(503, "Storage full", "the store cannot take more data (disk or quota full)",
+                           request.url.path, headers={**security_headers(docs), "Retry-After": "60"})
+        return problem(500, "Internal server error", "the server failed to answer this request; it is logged",
+                       request.url.path, headers=security_headers(docs))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import Change, Command, Correction, ReasonCode, SignatureOut
+from api.schemas import Instant as AwareDatetime  # the shared instant parser: zone required, in range (E.13)
 from domain.safety import ACTIONS, AESI_CATEGORIES, CAUSALITY, CTCAE_VERSIONS, EXPECTEDNESS, GRADES, OUTCOMES, REPORT_KINDS, RECIPIENTS
 
 NY = Literal["Y", "N"]

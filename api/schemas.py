@@ -3,14 +3,73 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictInt, TypeAdapter, WithJsonSchema
+from pydantic import ValidationError as _ValidationError
 
 from domain.audit import REASON_CODES
 from domain.trial import EXCLUSION_CODES, INCLUSION_CODES, ROLES, SEXES
 
 ReasonCode = Literal[tuple(sorted(REASON_CODES))]  # type: ignore[valid-type]
+
+
+# --------------------------------------------------------------------------- instants (E.13)
+# One parser for every instant a client sends (as_of, at, from, to, aware_at, report ranges; query or
+# body): an ISO 8601 date-time with its zone that is representable in UTC. `9999-12-31T23:59:59-14:00`
+# is valid ISO 8601 but lies past year 9999 once converted to UTC; it answers 422 naming the field.
+_DATETIME = TypeAdapter(dt.datetime)
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+NAIVE = "give an instant with its zone, e.g. 2026-03-12T00:00:00Z"
+
+
+def utc_instant(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC; ValueError for a naive time or one outside years 1..9999 once in UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(NAIVE)
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError("out of range: the instant falls outside years 1..9999 once converted to UTC") from None
+
+
+def _parse_instant(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return utc_instant(value)
+    if isinstance(value, str) and _DAY.fullmatch(value.strip()):
+        raise ValueError(NAIVE)
+    try:
+        parsed = _DATETIME.validate_python(value)
+    except _ValidationError:
+        raise ValueError("not an ISO 8601 date-time with its zone, e.g. 2026-03-12T00:00:00Z") from None
+    return utc_instant(parsed)
+
+
+def _parse_instant_or_day(value: Any) -> dt.datetime | dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and _DAY.fullmatch(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("not a calendar date (YYYY-MM-DD)") from None
+    return _parse_instant(value)
+
+
+Instant = Annotated[
+    dt.datetime, PlainValidator(_parse_instant),
+    WithJsonSchema({"type": "string", "format": "date-time", "description": "ISO 8601 instant with its zone"}),
+]
+"""An ISO 8601 instant with its zone, returned in UTC; naive or out-of-range instants are a 422."""
+
+InstantOrDay = Annotated[
+    dt.datetime | dt.date, PlainValidator(_parse_instant_or_day),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
+                    "description": "ISO 8601 instant with its zone, or a plain date: that whole day in UTC"}),
+]
+"""A filter bound: an instant (as ``Instant``), or a plain date meaning that UTC calendar day (a
+``from`` day starts at its 00:00 UTC, a ``to`` day includes the whole day)."""
 
 
 class Command(BaseModel):
@@ -431,8 +490,8 @@ class AuditExportRequest(BaseModel):
     site: str | None = Field(default=None, max_length=200)
     user: str | None = Field(default=None, max_length=200)
     item: str | None = Field(default=None, max_length=200)
-    from_: dt.datetime | None = Field(default=None, alias="from")
-    to: dt.datetime | None = None
+    from_: InstantOrDay | None = Field(default=None, alias="from")
+    to: InstantOrDay | None = None
     type: str | None = Field(default=None, max_length=500)
     aggregate_type: str | None = Field(default=None, max_length=200)
     include_retrievals: bool = False

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from application.audit_index import change_from_row
@@ -71,20 +72,26 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _instant(value: Any, name: str) -> str | None:
-    """A filter bound as the index's sortable UTC text. Naive times are refused (R4)."""
+    """A filter bound as the index's sortable UTC text. Naive times are refused (R4). A plain date is
+    that day in UTC's calendar: ``from`` at its 00:00 UTC, ``to`` up to the end of it (the next day's
+    00:00 UTC, exclusive), so ``from=D&to=D`` is the whole of day D."""
     if value is None or value == "":
         return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value or " " in value else (
-                dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.timezone.utc))
-        except ValueError:
-            raise InvalidInput.one(name, "give an ISO 8601 instant with its zone, e.g. 2026-03-12T00:00:00Z") from None
-    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime.combine(value, dt.time(), dt.timezone.utc)
-    if value.tzinfo is None:
-        raise InvalidInput.one(name, "give an instant with its zone, e.g. 2026-03-12T00:00:00Z")
-    return iso(value)
+    try:
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value or " " in value else (
+                    dt.date.fromisoformat(value))
+            except ValueError:
+                raise InvalidInput.one(name, "give an ISO 8601 instant with its zone, e.g. 2026-03-12T00:00:00Z") from None
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            day = value + dt.timedelta(days=1) if name == "to" else value
+            value = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+        if value.tzinfo is None:
+            raise InvalidInput.one(name, "give an instant with its zone, e.g. 2026-03-12T00:00:00Z")
+        return iso(value)
+    except OverflowError:
+        raise InvalidInput.one(name, "out of range: the instant falls outside years 1..9999 in UTC") from None
 
 
 def encode_cursor(order: str, position: int) -> str:
@@ -99,6 +106,8 @@ def decode_cursor(cursor: str, order: str) -> int:
         position, cursor_order = int(data["p"]), data["o"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidInput.one("cursor", "not a cursor this server gave out; start again without one") from None
+    if not 0 <= position < 2**63:  # a position the store could hold (a forged one would overflow its integer)
+        raise InvalidInput.one("cursor", "not a cursor this server gave out; start again without one")
     if cursor_order != order:
         raise InvalidInput.one("cursor", f"this cursor pages in '{cursor_order}' order; keep order={cursor_order}")
     return position
@@ -201,7 +210,25 @@ class AuditQueries:
         rows = store.query(
             "SELECT actor_user_id FROM audit_events WHERE actor_username = ? ORDER BY position LIMIT 1", (user,)
         )
-        return rows[0]["actor_user_id"] if rows else user
+        if rows:
+            return rows[0]["actor_user_id"]
+        account = self._account(user)
+        if account is None:  # an unknown user is a mistake to point out, not an empty trail (issue 14.6)
+            raise InvalidInput.one("user", f"no user {user!r} (give a user id or a username)")
+        return str(account.id)
+
+    def _account(self, user: str) -> Any:
+        """The account with this id or username, or None (one that has not acted yet has no trail)."""
+        try:
+            found = self.user_by_name(user)  # type: ignore[attr-defined]
+        except Exception:  # not a name an account can have
+            found = None
+        if found is None:
+            try:
+                found = self.repository.get(UUID(user))  # type: ignore[attr-defined]
+            except Exception:  # not a UUID, or no aggregate of that id
+                return None
+        return found if type(found).__name__ == "User" else None
 
     @staticmethod
     def _access_site(actor: Actor) -> str:
@@ -390,12 +417,17 @@ class AuditQueries:
         self._record_access(actor, "events", used, "json", len(events))
         return {"events": events, "next_cursor": next_cursor, "order": order, "limit": limit}
 
-    @staticmethod
-    def _filter(participant, site, user, item, from_, to, type, aggregate_type, include_retrievals) -> AuditFilter:
+    def _filter(self, participant, site, user, item, from_, to, type, aggregate_type, include_retrievals) -> AuditFilter:
+        """The filters, checked before anything is read: bounds that parse and are in order (``from`` not
+        after ``to``), a site of the trial; a contradictory or unknown filter is a 422, not an empty page."""
         if isinstance(type, str):
             type = [t.strip() for t in type.split(",") if t.strip()]
-        for name, value in (("from", from_), ("to", to)):
-            _instant(value, name)  # refuse bad bounds before anything else
+        lo, hi = _instant(from_, "from"), _instant(to, "to")
+        if lo is not None and hi is not None and lo >= hi:  # [from, to) holds nothing: a contradiction
+            raise InvalidInput([(("from",), f"'from' ({lo}) is not before 'to' (up to {hi})"),
+                                (("to",), f"'to' (up to {hi}) is not after 'from' ({lo})")])
+        if site is not None and site not in self.sites:
+            raise InvalidInput.one("site", f"no site {site!r}; sites: {', '.join(sorted(self.sites))}")
         return AuditFilter(
             participant=participant, site=site, user=user, item=item, from_=from_, to=to, type=type or None,
             aggregate_type=aggregate_type, include_retrievals=bool(include_retrievals),
@@ -437,7 +469,7 @@ class AuditQueries:
                 started: AuditTrailAccess) -> Iterator[bytes]:
         count = 0
         if fmt == "csv":
-            yield _csv_line(CSV_COLUMNS)
+            yield CSV_BOM + _csv_line(CSV_COLUMNS)
         after: int | None = None
         while True:
             rows = self._page(f, order=order, after=after, limit=EXPORT_PAGE, stop=stop)
@@ -452,9 +484,9 @@ class AuditQueries:
                     for cells in _csv_rows(row, view["changes"]):
                         writer.writerow(cells)
                 else:
-                    lines.append(json.dumps(view, ensure_ascii=False, default=str).encode() + b"\n")
+                    lines.append(json.dumps(view, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace") + b"\n")
                 count += 1
-            yield chunk.getvalue().encode() if chunk is not None else b"".join(lines)
+            yield chunk.getvalue().encode("utf-8", "backslashreplace") if chunk is not None else b"".join(lines)
             after = rows[-1]["position"]
             if len(rows) < EXPORT_PAGE:
                 break
@@ -719,6 +751,11 @@ class AuditQueries:
         if kind not in REPORT_KINDS:
             raise NotFound(f"no report {kind!r}; reports: {', '.join(REPORT_KINDS)}")
         start, end = _as_date(period_from, "period_from"), _as_date(period_to, "period_to")
+        if start > end:
+            raise InvalidInput([(("period_from",), f"the period starts ({start}) after it ends ({end})"),
+                                (("period_to",), f"the period ends ({end}) before it starts ({start})")])
+        if end == dt.date.max:  # its end (the next day's 00:00 UTC) is past year 9999
+            raise InvalidInput.one("period_to", "out of range: the period must end before 9999-12-31")
         report = self.audit_report(
             actor, kind, from_=dt.datetime.combine(start, dt.time(), dt.timezone.utc),
             to=dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.timezone.utc), _record=False,
@@ -777,9 +814,33 @@ def _rate(entries: int, changes: int) -> dict[str, Any]:
             "change_rate": round(changes / entries, 4) if entries else 0.0}
 
 
+#: The CSV download is UTF-8 with a byte-order mark: spreadsheets (Excel) read a BOM-less CSV in the
+#: machine's legacy code page, which turns a Minsk site's Cyrillic (``Ш-001``) into mojibake.
+CSV_BOM = "\ufeff".encode()
+#: OWASP CSV injection: a cell a spreadsheet would take for a formula (or a DDE payload) is prefixed
+#: with a single quote, so it is shown as the text it is.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a plain CSV cell: empty for null, true/false, numbers as they are, text as written
+    (neutralised if it starts like a formula), and a list or object as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    elif not isinstance(value, str):
+        value = str(value)
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _csv_line(cells: Sequence[Any]) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(cells)
+    csv.writer(buf, lineterminator="\r\n").writerow([csv_cell(c) for c in cells])
     return buf.getvalue().encode()
 
 
@@ -787,9 +848,9 @@ def _csv_rows(row: dict[str, Any], changes: list[dict[str, Any]]) -> Iterator[li
     """One CSV row per changed field (an event without changes gives one row with no field)."""
     base = [row[c] if c in row else None for c in CSV_COLUMNS[:18]]
     base[3] = row["event_type"]
+    base = [csv_cell(c) for c in base]
     for ch in changes or [None]:
         if ch is None:
             yield [*base, "", "", ""]
         else:
-            yield [*base, ch.get("field"), json.dumps(ch.get("old_value"), default=str),
-                   json.dumps(ch.get("new_value"), default=str)]
+            yield [*base, csv_cell(ch.get("field")), csv_cell(ch.get("old_value")), csv_cell(ch.get("new_value"))]

@@ -169,12 +169,22 @@ def metadata_xml() -> str:
 
 
 # --------------------------------------------------------------------------- text helpers
+#: characters XML 1.0 cannot carry at all, not even as a character reference: C0 controls other than
+#: tab, newline and carriage return, lone surrogates, U+FFFE and U+FFFF. Text stored before the API
+#: refused control characters (or written below it) may hold them; the archive shows each as U+FFFD
+#: (the event itself, unchanged, stays in the log and its Merkle leaf).
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _esc(text: Any) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = str(text)
+    if NOT_XML.search(text):
+        text = NOT_XML.sub("\ufffd", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
 def _q(text: Any) -> str:
-    return '"' + _esc(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;") + '"'
+    return '"' + _esc(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;") + '"'
 
 
 def _yn(flag: bool) -> str:

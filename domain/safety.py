@@ -279,7 +279,7 @@ def consistency_errors(
     aware = parse_instant(record["aware_at"])
     if aware > now + CLOCK_SKEW:
         refuse(("aware_at",), "the time the site became aware is in the future")
-    if aware.date() + dt.timedelta(days=1) < start.earliest:
+    elif aware.date() + dt.timedelta(days=1) < start.earliest:  # (elif: a date near 9999-12-31 would overflow)
         refuse(("aware_at", "aestdat"), "the site cannot have become aware of the AE before it started")
     # Expectedness is judged against a named RSI version (§3.4).
     if record.get("aeexp") is not None and record.get("rsi_version") is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from infrastructure.filelock import ProcessLock
+from infrastructure.files import private_dir, private_sqlite, private_umask
 from infrastructure.store import parse_database_url, postgres_conninfo
 
 #: WAL pages between automatic checkpoints during a rebuild (64 MiB of 4 KiB pages; SQLite's default is 1000)
@@ -81,7 +82,7 @@ class SQLiteReadModels(_Tracking):
 
     def __init__(self, path: str):
         self.path = path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_dir(Path(path).parent)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
@@ -98,7 +99,9 @@ class SQLiteReadModels(_Tracking):
             conn.execute(TRACKING_DDL)
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        with private_umask() if not Path(self.path).exists() else nullcontext():
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        private_sqlite(self.path)  # the read-model file and its WAL/SHM: 0600 (E.17)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it

@@ -6,10 +6,12 @@ import os
 import secrets
 from pathlib import Path
 
+from infrastructure.files import private_dir
+
 
 def load_or_create(path: Path, nbytes: int = 32) -> bytes:
     """Read a secret from ``path``; create it (mode 0600) if missing. Safe when workers race."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent, tighten=True)  # the data directory: 0700 (E.17)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

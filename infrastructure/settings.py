@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     #: `trialaudit serve` loads the synthetic trial (published passwords) into a store with no clinical data and
     #: no demo yet. Off unless asked: `make run` sets it (TRIALAUDIT_DEMO=0 make run skips it), as `serve --demo`.
     demo: bool = False
+    #: Largest request body accepted, in bytes (413 beyond it, checked before the body is read).
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    #: Background export jobs one user may have running at once (429 beyond it).
+    export_jobs_per_user: int = Field(default=3, ge=1, le=100)
+    #: Finished export files (and their status) are removed this many hours after they finish.
+    export_retention_hours: float = Field(default=24, gt=0)
 
     @field_validator("sites", mode="before")
     @classmethod

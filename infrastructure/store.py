@@ -8,6 +8,8 @@ Both recorders
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import sqlite3
 import threading
 import time
@@ -27,6 +29,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     Notification,
     OperationalError,
+    PersistenceError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -37,10 +40,12 @@ from eventsourcing.sqlite import (
     SQLiteConnectionPool,
     SQLiteFactory,
 )
+import psycopg
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.changecount import ChangeCounter
 from infrastructure.filelock import ProcessLock
+from infrastructure.files import private_dir, private_sqlite, private_umask
 
 APP_NAME = "trialaudit"
 
@@ -115,17 +120,22 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
 
     def _connect(self) -> SQLiteConnection:
         """As the library's _create_connection, with a statement cache."""
+        on_disk = not self.is_sqlite_memory_mode
         try:
-            c = sqlite3.connect(database=self.db_name, uri=True, check_same_thread=False, isolation_level=None,
-                                cached_statements=self.STATEMENT_CACHE, timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
+            # a new store file (and its -wal and -shm, which SQLite makes with its mode) is 0600 (E.17)
+            with private_umask() if on_disk and not Path(self.db_name).exists() else contextlib.nullcontext():
+                c = sqlite3.connect(database=self.db_name, uri=True, check_same_thread=False, isolation_level=None,
+                                    cached_statements=self.STATEMENT_CACHE, timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
         except (sqlite3.Error, TypeError) as e:
             raise InterfaceError(e) from e
-        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:
+        if on_disk and not self.is_journal_mode_wal:
             mode = c.execute("PRAGMA journal_mode;").fetchone()[0]
             if mode.lower() != "wal":
                 c.execute("PRAGMA journal_mode=WAL;")
                 self.journal_mode_was_changed_to_wal = True
             self.is_journal_mode_wal = True
+        if on_disk:
+            private_sqlite(self.db_name)  # also a store made by older code
         c.row_factory = sqlite3.Row
         return SQLiteConnection(sqlite_conn=c, max_age=self.max_age)
 
@@ -610,7 +620,7 @@ def eventsourcing_env(url: str, *, create_table: bool, pool_size: int = 8, recor
     }
     if parts["kind"] == "sqlite":
         if parts["path"] != ":memory:" and "mode=memory" not in parts["path"]:
-            Path(parts["path"]).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(parts["path"]).parent)  # 0700 when created here
         env.update(
             PERSISTENCE_MODULE=f"{__name__}:DurableSQLiteFactory",
             SQLITE_DBNAME=parts["path"],
@@ -673,3 +683,31 @@ class PostgresSetupLock:
             self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.KEY,))
         finally:
             self.conn.close()
+
+
+#: what a store may raise when its disk is full (the eventsourcing library wraps the drivers' errors)
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (PersistenceError, sqlite3.Error, psycopg.Error, OSError)
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it wraps: its cause, context, or an exception in its args, as the
+    eventsourcing library wraps driver errors) says the store's disk or quota is full: SQLite's
+    SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full (53100), or ENOSPC/EDQUOT."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sqlite3.Error) and (
+            getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(e)
+        ):
+            return True
+        if isinstance(e, psycopg.errors.DiskFull) or getattr(e, "sqlstate", None) == "53100":
+            return True
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        pending.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+        pending.extend((e.__cause__, e.__context__))
+    return False

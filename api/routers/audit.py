@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
 from api.deps import ActorDep, ServicesDep
@@ -21,6 +21,7 @@ from api.schemas import (
     AuditItemHistory,
     AuditPage,
     AuditReport,
+    InstantOrDay,
     ReportSignOff,
     ReportSignOffResult,
 )
@@ -32,7 +33,9 @@ ReportKind = Literal["critical-changes", "outside-hours", "late-entries", "chang
 MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 Text = Annotated[str | None, Query(max_length=200)]
-Instant = Annotated[dt.datetime | None, Query(description="ISO 8601 instant with its zone")]
+JobId = Annotated[str, Path(max_length=64, description="The id POST /audit/exports answered (24 hex digits)")]
+FROM = "Recorded at or after: an ISO 8601 instant with zone, or a date (YYYY-MM-DD: from 00:00 UTC that day)"
+TO = "Recorded before: an ISO 8601 instant with zone, or a date (YYYY-MM-DD: up to the end of that day, UTC)"
 
 
 @router.get(
@@ -48,8 +51,8 @@ def events(
     site: Text = None,
     user: Annotated[str | None, Query(max_length=200, description="A user id or username")] = None,
     item: Annotated[str | None, Query(max_length=200, description="A field or item code; a trailing * takes a prefix")] = None,
-    from_: Annotated[dt.datetime | None, Query(alias="from", description="Recorded at or after (ISO 8601 with zone)")] = None,
-    to: Annotated[dt.datetime | None, Query(description="Recorded before (ISO 8601 with zone)")] = None,
+    from_: Annotated[InstantOrDay | None, Query(alias="from", description=FROM)] = None,
+    to: Annotated[InstantOrDay | None, Query(description=TO)] = None,
     type: Annotated[str | None, Query(max_length=500, description="Event type(s), comma-separated")] = None,
     aggregate_type: Text = None,
     include_retrievals: Annotated[bool, Query(description="Also the audit-trail retrievals themselves")] = False,
@@ -73,11 +76,13 @@ def events(
     )
 
 
-@router.post("/exports", status_code=202, response_model=AuditExportJob)
+@router.post("/exports", status_code=202, response_model=AuditExportJob,
+             responses={429: {"model": PROBLEMS[422]["model"], "description": "Too many of your export jobs are running"}})
 def start_export(body: AuditExportRequest, actor: ActorDep, svc: ServicesDep):
     """Export the filtered trail as a background job (R15): 202 at once, then poll the job and download the
     file. Access is checked and the export recorded on the trail before the job starts (R11)."""
     filters = body.model_dump(exclude={"format"})
+    svc.exports.check_capacity(actor.user_id)  # before the export is recorded: a refusal changes nothing
     chunks = svc.app.export_audit_events(actor, format=body.format, **filters)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     job = svc.exports.start(actor.user_id, "audit-trail", f"audit-trail-{stamp}.{body.format}", chunks)
@@ -95,17 +100,17 @@ def _job_of(svc, actor, job_id: str) -> dict:
 
 
 def _public(job: dict) -> dict:
-    return {k: v for k, v in job.items() if k != "owner"}
+    return {k: v for k, v in job.items() if k not in ("owner", "pid", "host")}
 
 
 @router.get("/exports/{job_id}", response_model=AuditExportJob, responses={404: PROBLEMS[404]})
-def export_status(job_id: str, actor: ActorDep, svc: ServicesDep):
+def export_status(job_id: JobId, actor: ActorDep, svc: ServicesDep):
     return json_response(_public(_job_of(svc, actor, job_id)))
 
 
 @router.get("/exports/{job_id}/file", responses={404: PROBLEMS[404], 409: PROBLEMS[409],
             200: {"content": {MEDIA["csv"]: {}, MEDIA["jsonl"]: {}}, "description": "The exported trail"}})
-def export_file(job_id: str, actor: ActorDep, svc: ServicesDep):
+def export_file(job_id: JobId, actor: ActorDep, svc: ServicesDep):
     job = _job_of(svc, actor, job_id)
     if job["state"] != "done":
         raise Conflict(f"export job {job_id} is {job['state']}" + (f": {job['error']}" if job.get("error") else ""))
@@ -128,8 +133,8 @@ def item_history(
 def report(
     kind: ReportKind, actor: ActorDep, svc: ServicesDep,
     site: Text = None,
-    from_: Annotated[dt.datetime | None, Query(alias="from", description="Recorded at or after")] = None,
-    to: Annotated[dt.datetime | None, Query(description="Recorded before")] = None,
+    from_: Annotated[InstantOrDay | None, Query(alias="from", description=FROM)] = None,
+    to: Annotated[InstantOrDay | None, Query(description=TO)] = None,
     hours: Annotated[str | None, Query(pattern=r"^\d\d:\d\d-\d\d:\d\d$", description="Site hours, local time (outside-hours)")] = None,
     weekends: Annotated[bool, Query(description="Count weekend entries as outside hours (outside-hours)")] = True,
     late_days: Annotated[int | None, Query(ge=0, le=3650, description="Days after the clinical date (late-entries)")] = None,

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.deps import ActorDep, AsOfDep, ServicesDep
 from api.responses import json_response
-from api.schemas import PROBLEMS
+from api.schemas import PROBLEMS, Instant
 from application.casebook_html import casebook_blocks, render_casebook_html
 from application.exports import OdmExports
 from domain.errors import InvalidInput
@@ -37,8 +37,8 @@ def casebook(participant_id: str, actor: ActorDep, svc: ServicesDep, as_of: AsOf
 @router.get("/participants/{participant_id}/casebook/diff", response_model=dict[str, Any])
 def casebook_diff(
     participant_id: str, actor: ActorDep, svc: ServicesDep,
-    from_: Annotated[dt.datetime, Query(alias="from", description="ISO 8601 instant with zone")],
-    to: Annotated[dt.datetime, Query(description="ISO 8601 instant with zone")],
+    from_: Annotated[Instant, Query(alias="from", description="ISO 8601 instant with zone")],
+    to: Annotated[Instant, Query(description="ISO 8601 instant with zone")],
 ):
     """Each field or item changed between the two instants: old -> new, with the events that changed it."""
     return json_response(svc.app.casebook_diff(actor, participant_id, from_=_instant(from_, "from"), to=_instant(to, "to")))

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query
 from api.deps import ActorDep, ServicesDep
 from api.responses import json_response
 from api.safety_schemas import DueReport, SafetySummary
-from api.schemas import PROBLEMS
+from api.schemas import PROBLEMS, Instant
 
 router = APIRouter(prefix="/safety", tags=["safety"], responses={k: PROBLEMS[k] for k in (401, 403, 422)})
 
 Site = Annotated[str | None, Query(max_length=40, description="Only this site (site-bound users see only their own)")]
 At = Annotated[
-    dt.datetime | None,
+    Instant | None,
     Query(description="Evaluate deadlines at this ISO 8601 instant with zone (default: now)"),
 ]
 
