@@ -16,7 +16,7 @@ from domain.safety import ReportingRules
 from infrastructure import store
 from infrastructure.export_jobs import ExportJobs
 from infrastructure.passwords import Argon2Passwords
-from infrastructure.merkle_store import MerkleLog, attach_head_signer
+from infrastructure.merkle_store import SUBJECT_KEY_FILE, MerkleLog, attach_head_signer
 from infrastructure.readmodels import open_read_models
 from infrastructure.secrets import from_text, load_or_create
 from infrastructure.settings import Settings
@@ -65,6 +65,8 @@ def setup_store(settings: Settings, progress: Callable[[int, int], None] | None 
 def _setup(settings: Settings, progress: Callable[[int, int], None] | None) -> None:
     services = build(settings, create_tables=True, follow=False)
     try:
+        if services.integrity is not None:
+            services.integrity.adopt_old_tail()  # a store written by older code: see IntegrityService
         services.projections.setup(progress)
     finally:
         services.close()
@@ -113,7 +115,8 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
 
 def _integrity(settings: Settings, app: TrialApplication) -> IntegrityService:
     signer = load_signer(settings.signing_key, settings.data_dir)
-    attach_head_signer(app.recorder, signer, settings.head_interval_seconds)
+    attach_head_signer(app.recorder, signer, settings.head_interval_seconds,
+                       subject_key=load_or_create(settings.data_dir / SUBJECT_KEY_FILE))
     return IntegrityService(MerkleLog(app.recorder), signer, verify_signature)
 
 

@@ -23,6 +23,7 @@ per event. When a head signer is attached and the last head is older than
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import struct
@@ -35,11 +36,13 @@ from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from application import merkle as M
+from application.audit_index import participant_of, topic_aggregate_type
 from application.integrity import Leaf, SignedHead, now_ms
 from infrastructure import leaf_hasher
 from infrastructure.leaf_hasher import frame_row, leaf_hashes, originator_bytes
@@ -48,6 +51,8 @@ from infrastructure.store import AppendOnlyPostgresRecorder, AppendOnlySQLiteRec
 __all__ = ["MerkleLog", "MerkleSQLiteRecorder", "MerklePostgresRecorder", "attach_head_signer", "frame", "originator_bytes"]
 
 LEAVES, NODES, HEADS = "merkle_leaves", "merkle_nodes", "merkle_heads"
+#: the key of the subject commitments, in the data directory (mode 0600), like signing.key
+SUBJECT_KEY_FILE = "subject.key"
 _first = itemgetter(0)
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,74 @@ def _leaf_hash(originator: bytes, version: int, topic: bytes, state: bytes) -> b
     return _sha256(_LEAF_HEAD(b"\x00", originator, version, len(topic)) + topic + state).digest()
 
 
+_UNSEEN = object()
+_PID_KEY = b'"participant_id"'
+_FRAME_PACK = struct.Struct(">16sQI").pack
+
+
+class SubjectTracker:
+    """The participant each event belongs to, learned in log order by the audit trail's rule
+    (``application.audit_index.participant_of``), and the commitment a format-1 leaf carries.
+
+    Commitment to participant P (16 UUID bytes): SHA-256(subject domain || salt || P) with
+    salt = HMAC-SHA256(subject key, P). The subject key is kept outside the database
+    (``subject.key`` in the data directory); a bundle for P opens the commitment by giving the salt.
+    Ids are kept as 16 bytes. ``lookup(aggregate id)``, when given, is asked about an aggregate first
+    seen after its first event (the sealer, in a new process): it replays the earlier events.
+    """
+
+    def __init__(self, key: bytes | None, lookup: Any = None):
+        self.key = key or b""
+        self.lookup = lookup
+        self.known: dict[bytes, bytes | None] = {}
+        self._commitments: dict[bytes | None, bytes] = {None: M.NO_SUBJECT}
+        self._types: dict[str, str] = {}
+
+    def aggregate_type(self, topic: str) -> str:
+        t = self._types.get(topic)
+        if t is None:
+            try:
+                t = topic_aggregate_type(topic)
+            except Exception:  # a topic no class answers (tampered, or code removed): its own spelling
+                t = topic.partition(":")[2].split(".")[0]
+            self._types[topic] = t
+        return t
+
+    def observe(self, topic: str, aggregate: bytes, version: int, state: bytes) -> bytes | None:
+        """The participant (16 bytes) this event belongs to, or None; remembered for its aggregate."""
+        atype = self._types.get(topic) or self.aggregate_type(topic)
+        own = None
+        if atype != "Participant" and _PID_KEY in state:
+            try:
+                value = orjson.loads(state)
+                text = value.get("participant_id") if type(value) is dict else None
+                own = UUID(str(text)).bytes if text else None
+            except (orjson.JSONDecodeError, ValueError, TypeError):
+                own = None
+        known = self.known.get(aggregate, _UNSEEN)
+        if known is _UNSEEN:
+            known = None
+            if version > 1 and self.lookup is not None and atype != "Participant" and own is None:
+                known = self.lookup(aggregate, version)
+        participant = participant_of(atype, aggregate, own, known)
+        self.known[aggregate] = participant
+        return participant
+
+    def salt(self, participant: bytes) -> bytes:
+        return hmac.new(self.key, participant, hashlib.sha256).digest()
+
+    def commitment(self, participant: bytes | None) -> bytes:
+        c = self._commitments.get(participant)
+        if c is None:
+            c = self._commitments[participant] = M.subject_commitment(self.salt(participant), participant)
+        return c
+
+    def leaf(self, nid: int, oid: bytes, version: int, topic: bytes, topic_text: str, state: bytes) -> bytes:
+        """The format-1 leaf data of a stored event (observing it)."""
+        digest = _sha256(_FRAME_PACK(oid, version, len(topic)) + topic + state).digest()
+        return M.leaf_v1(digest, self.commitment(self.observe(topic_text, oid, version, state)), nid)
+
+
 class _Sql:
     """The few statements of the Merkle log, for one dialect and schema."""
 
@@ -74,16 +147,22 @@ class _Sql:
         p = "%s" if pg else "?"
         self.p = p
         self.last_leaf = f"SELECT leaf_index, leaf_hash FROM {leaves} ORDER BY leaf_index DESC LIMIT 1"
-        self.insert_leaves = f"INSERT INTO {leaves} (leaf_index, notification_id, leaf_hash) VALUES ({p},{p},{p})"
+        self.insert_leaves = (
+            f"INSERT INTO {leaves} (leaf_index, notification_id, leaf_hash, leaf_data) VALUES ({p},{p},{p},{p})"
+        )
         self.insert_nodes = f"INSERT INTO {nodes} (node_id, hash) VALUES ({p},{p})"
         self.insert_head = (
             f"INSERT INTO {heads} (tree_size, root_hash, timestamp_ms, signature, public_key) VALUES ({p},{p},{p},{p},{p})"
             + (" RETURNING head_id" if pg else "")
         )
-        self.last_head_time = f"SELECT MAX(timestamp_ms) AS t FROM {heads}"
+        self.last_head = (
+            f"SELECT head_id, tree_size, root_hash, timestamp_ms, signature, public_key FROM {heads} "
+            f"ORDER BY head_id DESC LIMIT 1"
+        )
         self.select_heads = f"SELECT head_id, tree_size, root_hash, timestamp_ms, signature, public_key FROM {heads}"
         self.join_events = (
             f"SELECT l.leaf_index AS leaf_index, l.notification_id AS nid, l.leaf_hash AS leaf_hash, "
+            f"l.leaf_data AS leaf_data, "
             f"e.originator_id AS oid, e.originator_version AS version, e.topic AS topic, e.state AS state "
             f"FROM {leaves} l LEFT JOIN {events} e ON e.{nid} = l.notification_id "
         )
@@ -103,12 +182,18 @@ def _pg_sql(schema: str, events_table: str) -> _Sql:
     return _Sql(pg=True, leaves=q(LEAVES), nodes=q(NODES), heads=q(HEADS), events=q(events_table), nid="notification_id")
 
 
+class UncoveredLeaves(ProgrammingError):
+    """The stored log ends in leaves that no signed head made with our key covers: refuse to extend it."""
+
+
 class _Sealing:
     """The sealing half shared by both recorders."""
 
     #: Attached by the composition root: an object with ``public_key`` and ``sign(bytes)``.
     head_signer: Any = None
-    head_interval_seconds: float = 10.0
+    #: The key of the subject commitments (SubjectTracker), attached with the signer.
+    subject_key: bytes | None = None
+    head_interval_seconds: float = 0.0  # kept for old settings; every sealing transaction signs a head
     merkle_sql: _Sql
 
     def _init_sealing(self) -> None:
@@ -116,17 +201,20 @@ class _Sealing:
         # notification id of the last leaf).
         # Only a hint: every seal checks it against the stored log inside the write transaction.
         self._frontier_cache: tuple[M.Frontier, bytes | None, int] | None = None
-        self._last_head_ms: int | None = None
         self._seal_lock = threading.Lock()
         self._topic_bytes: dict[str, bytes] = {}
+        self._subjects: SubjectTracker | None = None
 
     def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
         """Append these stored events (all the events of a transaction, or of a group-committed
-        batch) to the log: their leaves, the nodes they complete, maybe a signed head.
+        batch) to the log: their format-1 leaves, the nodes they complete and a signed head.
 
         The cached frontier is checked against the stored log in this transaction, under the write
         lock, by one indexed read of the last leaf (tree size and hash). When another process (or a
-        rolled-back transaction) made it stale, the frontier is reloaded from the stored nodes.
+        rolled-back transaction) made it stale, the frontier is reloaded from the stored nodes, and
+        the stored tail must be covered by a signed head made with our key (every sealing
+        transaction signs one), else the seal refuses (UncoveredLeaves): leaves appended behind
+        the server's back are never built on nor signed over.
         On SQLite the read is skipped when the first new event's rowid follows the last one this
         recorder sealed: SQLite gives a new row the largest rowid plus one, so no event (and so no
         leaf) was committed by anyone since.
@@ -152,16 +240,25 @@ class _Sealing:
             row = curs.fetchone()
             size, last = (row["leaf_index"] + 1, bytes(row["leaf_hash"])) if row else (0, None)
             if cached is None or cached[0].size != size or cached[1] != last:
-                cached = (self._load_frontier(curs, size), last, -2)  # first seal, or another process appended
+                frontier = self._load_frontier(curs, size)  # first seal, or another process appended
+                self._check_covered(curs, frontier)
+                cached = (frontier, last, -2)
         frontier = cached[0]  # extended in place: the cache is set again only once all is written
+        subjects = self._subjects
+        if subjects is None:
+            subjects = self._subjects = SubjectTracker(self.subject_key)
+        subjects.lookup = lambda aggregate, version: self._replay_subject(curs, subjects, aggregate, version)
         index = frontier.size
+        leaf = subjects.leaf
         for nid, event in pairs:
             t = topics.get(event.topic)
             if t is None:
                 t = topics[event.topic] = event.topic.encode("utf-8")
-            h = _leaf_hash(originator_bytes(event.originator_id), event.originator_version, t, event.state)
-            leaf_rows.append((index, nid, h))
+            data = leaf(nid, originator_bytes(event.originator_id), event.originator_version, t, event.topic,
+                        event.state)
+            leaf_rows.append((index, nid, _sha256(b"\x00" + data).digest(), data))
             index += 1
+        subjects.lookup = None
         node_rows = frontier.extend([r[2] for r in leaf_rows], M.STORED_LEVEL)
         if len(leaf_rows) == 1:
             curs.execute(sql.insert_leaves, leaf_rows[0])
@@ -169,39 +266,75 @@ class _Sealing:
             curs.executemany(sql.insert_leaves, leaf_rows)
         if node_rows:
             curs.executemany(sql.insert_nodes, node_rows)
-        self._maybe_sign_head(curs, frontier)
+        self._sign_head(curs, frontier)
         with self._seal_lock:
             self._frontier_cache = (frontier, leaf_rows[-1][2], leaf_rows[-1][1])
+
+    def _replay_subject(self, curs: Any, subjects: SubjectTracker, aggregate: bytes, version: int) -> bytes | None:
+        """The participant of an aggregate this process has not seen yet: its earlier events, replayed."""
+        sql = self.merkle_sql
+        oid: Any = UUID(bytes=aggregate) if sql.pg else UUID(bytes=aggregate).hex
+        curs.execute(
+            f"SELECT originator_version AS v, topic, state FROM {sql.events} WHERE originator_id = {sql.p} "
+            f"AND originator_version < {sql.p} ORDER BY originator_version", (oid, version)
+        )
+        lookup, subjects.lookup = subjects.lookup, None
+        try:
+            for row in curs.fetchall():
+                subjects.observe(row["topic"], aggregate, row["v"], bytes(row["state"]))
+        finally:
+            subjects.lookup = lookup
+        return subjects.known.get(aggregate)
 
     def _seal_rolled_back(self) -> None:
         """Sealed rows were rolled back (or may have been): forget what was cached from them."""
         with self._seal_lock:
             self._frontier_cache = None
-        self._last_head_ms = None
+            self._subjects = None  # it may have learned from events that were rolled back
 
     def _load_frontier(self, curs: Any, size: int) -> M.Frontier:
         wanted = M.frontier_nodes(size)
         hashes = _fetch_nodes(curs, self.merkle_sql, wanted)
         return M.Frontier(size, [hashes[n] for n in wanted])
 
-    def _maybe_sign_head(self, curs: Any, frontier: M.Frontier) -> None:
+    def _check_covered(self, curs: Any, frontier: M.Frontier) -> None:
+        """Refuse to build on leaves that no signed head made with our key covers."""
+        signer = self.head_signer
+        if signer is None or frontier.size == 0:
+            return
+        from infrastructure.signing import verify_signature
+
+        curs.execute(self.merkle_sql.last_head)
+        row = curs.fetchone()
+        problem = None
+        if row is None:
+            problem = "no signed head covers them"
+        else:
+            size, root, ts = row["tree_size"], bytes(row["root_hash"]), row["timestamp_ms"]
+            if bytes(row["public_key"]) != signer.public_key:
+                problem = "the last signed head was not made with this server's key"
+            elif size != frontier.size or root != frontier.root():
+                problem = f"the last signed head covers {size} leaves with another root"
+            elif not verify_signature(signer.public_key, bytes(row["signature"]), M.tree_head_bytes(size, ts, root)):
+                problem = "the last signed head's signature does not verify"
+        if problem is not None:
+            message = (f"refusing to extend the integrity log: it ends at {frontier.size} leaves and {problem}; "
+                       f"leaves were appended behind the server's back (run `trialaudit verify`)")
+            log.critical(message)
+            raise UncoveredLeaves(message)
+
+    def _sign_head(self, curs: Any, frontier: M.Frontier) -> None:
+        """Sign a head over the log as this transaction leaves it (so every leaf is covered)."""
         signer = self.head_signer
         if signer is None:
             return
         sql = self.merkle_sql
-        if self._last_head_ms is None:
-            curs.execute(sql.last_head_time)
-            row = curs.fetchone()
-            self._last_head_ms = (row["t"] if row else None) or 0
         now = now_ms()
-        if now - self._last_head_ms < self.head_interval_seconds * 1000:
-            return
         root = frontier.root()
         signature = signer.sign(M.tree_head_bytes(frontier.size, now, root))
         curs.execute(sql.insert_head, (frontier.size, root, now, signature, signer.public_key))
         if sql.pg:
             curs.fetchone()
-        self._last_head_ms = now
 
 
 def _fetch_nodes(curs: Any, sql: _Sql, wanted: Iterable[M.Node]) -> dict[M.Node, bytes]:
@@ -254,7 +387,7 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
         statements = [
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {LEAVES} (leaf_index INTEGER PRIMARY KEY, "
-            "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL)",
+            "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL, leaf_data BLOB)",
             # No index by notification id on SQLite: a leaf's index is its event's rowid less the first
             # leaf's (rowids have no gaps), found by primary key (MerkleLog._sqlite_leaves_of). The index
             # cost a page write in every sealed commit. Stores made before 2026-11-27 lose it here.
@@ -271,6 +404,14 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
                 )
         return statements
 
+    def create_table(self) -> None:
+        super().create_table()
+        # leaf_data (format-1 leaves) came in 2026-12; older stores gain the column (NULL: old format)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(f"PRAGMA table_info({LEAVES})")
+            if "leaf_data" not in {row["name"] for row in curs.fetchall()}:
+                curs.execute(f"ALTER TABLE {LEAVES} ADD COLUMN leaf_data BLOB")
+
 
 class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
@@ -285,6 +426,7 @@ class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
                 "CREATE TABLE IF NOT EXISTS {}.{} (leaf_index bigint PRIMARY KEY, "
                 "notification_id bigint NOT NULL, leaf_hash bytea NOT NULL)"
             ).format(s, Identifier(LEAVES)),
+            SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS leaf_data bytea").format(s, Identifier(LEAVES)),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id)").format(
                 Identifier(f"{LEAVES}_by_notification"), s, Identifier(LEAVES)
             ),
@@ -347,10 +489,11 @@ class MerkleLog:
             return _fetch_nodes(curs, self.sql, nodes)
 
     def _leaf(self, row: Any) -> Leaf:
-        data = None
+        event = None
         if row["state"] is not None:
-            data = frame(row["oid"], row["version"], row["topic"], bytes(row["state"]))
-        return Leaf(row["leaf_index"], row["nid"], bytes(row["leaf_hash"]), data)
+            event = frame(row["oid"], row["version"], row["topic"], bytes(row["state"]))
+        data = bytes(row["leaf_data"]) if row["leaf_data"] is not None else event
+        return Leaf(row["leaf_index"], row["nid"], bytes(row["leaf_hash"]), data, event)
 
     def leaves(self, start: int, limit: int) -> list[Leaf]:
         p = self.sql.p
@@ -389,34 +532,36 @@ class MerkleLog:
             for start in range(0, len(guesses), 500):
                 chunk = guesses[start : start + 500]
                 curs.execute(
-                    f"SELECT leaf_index, notification_id, leaf_hash FROM {sql.leaves} "
+                    f"SELECT leaf_index, notification_id, leaf_hash, leaf_data FROM {sql.leaves} "
                     f"WHERE leaf_index IN ({sql.many(len(chunk))})", chunk
                 )
                 for row in curs.fetchall():
-                    found[row["notification_id"]] = (row["leaf_index"], bytes(row["leaf_hash"]))
+                    data = row["leaf_data"]
+                    found[row["notification_id"]] = (row["leaf_index"], bytes(row["leaf_hash"]),
+                                                     None if data is None else bytes(data))
             out = []
             for e in events:
                 hit = found.get(e["nid"]) or self._bisect_leaf(curs, e["nid"])
                 if hit is not None:
-                    leaf_index, leaf_hash = hit
-                    out.append(Leaf(leaf_index, e["nid"], leaf_hash,
-                                    frame(e["oid"], e["version"], e["topic"], bytes(e["state"]))))
+                    leaf_index, leaf_hash, leaf_data = hit
+                    event = frame(e["oid"], e["version"], e["topic"], bytes(e["state"]))
+                    out.append(Leaf(leaf_index, e["nid"], leaf_hash, leaf_data or event, event))
         out.sort(key=lambda leaf: leaf.leaf_index)
         return out
 
-    def _bisect_leaf(self, curs: Any, nid: int) -> tuple[int, bytes] | None:
+    def _bisect_leaf(self, curs: Any, nid: int) -> tuple[int, bytes, bytes | None] | None:
         sql = self.sql
         curs.execute(sql.last_leaf)
         row = curs.fetchone()
         lo, hi = 0, (row["leaf_index"] if row else -1)
         while lo <= hi:
             mid = (lo + hi) // 2
-            curs.execute(f"SELECT notification_id, leaf_hash FROM {sql.leaves} WHERE leaf_index = ?", (mid,))
+            curs.execute(f"SELECT notification_id, leaf_hash, leaf_data FROM {sql.leaves} WHERE leaf_index = ?", (mid,))
             row = curs.fetchone()
             if row is None:  # a gap in the leaves (tampered): no answer by bisection
                 return None
             if row["notification_id"] == nid:
-                return mid, bytes(row["leaf_hash"])
+                return mid, bytes(row["leaf_hash"]), None if row["leaf_data"] is None else bytes(row["leaf_data"])
             if row["notification_id"] < nid:
                 lo = mid + 1
             else:
@@ -458,18 +603,74 @@ class MerkleLog:
             (after_notification_id, limit),
         )
 
+    def v1_from(self) -> int | None:
+        """The notification id from which on events are sealed in format 1 (None: none are)."""
+        rows = self._tuples(f"SELECT notification_id FROM {self.sql.leaves} WHERE leaf_data IS NOT NULL "
+                            f"ORDER BY leaf_index LIMIT 1")
+        return rows[0][0] if rows else None
+
+    def subjects(self) -> SubjectTracker:
+        return SubjectTracker(self.recorder.subject_key)
+
+    def _scan_state(self, after: int) -> tuple[SubjectTracker, int | None]:
+        """The subject tracker of a pass in log order, as it stands after this notification id
+        (a new pass from the start, or the one the fast pages left; primed by replay otherwise)."""
+        state = self._pass
+        if state is None or after == 0 or state[2] > after:
+            v1 = self.v1_from()
+            tracker = self.subjects()
+            if after > 0 and v1 is not None:
+                self._observe_upto(tracker, after)
+            state = self._pass = (tracker, v1, after)
+        return state[0], state[1]
+
+    def _observe_upto(self, tracker: SubjectTracker, upto: int) -> None:
+        after = 0
+        while True:
+            rows = [r for r in self._event_rows(after, 20_000) if r[0] <= upto]
+            for nid, oid, version, topic, state in rows:
+                try:
+                    tracker.observe(topic.decode("utf-8"), originator_bytes(oid), version, bytes(state))
+                except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+                    continue
+            if len(rows) < 20_000:
+                return
+            after = rows[-1][0]
+
+    def _leaf_data_of_rows(self, rows: Sequence[tuple], tracker: SubjectTracker, v1: int | None) -> list[bytes | None]:
+        """The leaf data of each event row (format 1 from notification ``v1`` on), None when it does not frame."""
+        out: list[bytes | None] = []
+        for nid, oid, version, topic, state in rows:
+            try:
+                o = originator_bytes(oid)
+                state = bytes(state)
+                if v1 is not None and nid >= v1:
+                    out.append(tracker.leaf(nid, o, version, topic, topic.decode("utf-8"), state))
+                    continue
+                if v1 is not None:
+                    tracker.observe(topic.decode("utf-8"), o, version, state)
+            except (ValueError, TypeError, AttributeError, UnicodeDecodeError, struct.error):
+                out.append(None)
+                continue
+            out.append(frame_row(oid, version, topic, state))
+        return out
+
     def scan_events(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes | None]]:
-        return [(row[0], frame_row(*row[1:])) for row in self._event_rows(after_notification_id, limit)]
+        tracker, v1 = self._scan_state(after_notification_id)
+        rows = self._event_rows(after_notification_id, limit)
+        return list(zip(map(_first, rows), self._leaf_data_of_rows(rows, tracker, v1)))
 
     #: Recompute leaves in a helper process (leaf_hasher.py, on another core) when at least this
     #: many events are left to check (None: never). Smaller logs are done before it would start.
     helper_min_events: int | None = 100_000
+    _pass: tuple[SubjectTracker, int | None, int] | None = None
 
     def leaf_hash_pages(self, after_notification_id: int, page: int) -> Iterator[tuple[array, bytes | None]]:
-        pages = self._local_pages
-        if self._use_helper(after_notification_id):
-            pages = self._helper_pages
-        return pages(after_notification_id, page)
+        self._pass = None
+        tracker, v1 = self._scan_state(after_notification_id)
+        if v1 is None and self._use_helper(after_notification_id):  # the helper knows the old format only
+            return self._helper_pages(after_notification_id, page)
+        return self._local_pages(after_notification_id, page)
 
     def _use_helper(self, after_notification_id: int) -> bool:
         if self.sql.pg or self.helper_min_events is None or (os.cpu_count() or 1) < 2:
@@ -481,9 +682,14 @@ class MerkleLog:
 
     def _local_pages(self, after: int, page: int) -> Iterator[tuple[array, bytes | None]]:
         uuid_ids = self.sql.pg
+        tracker, v1 = self._scan_state(after)
         while True:
             rows = self._event_rows(after, page)
-            hashes = leaf_hashes(rows, uuid_ids=uuid_ids)
+            if v1 is None:
+                hashes = leaf_hashes(rows, uuid_ids=uuid_ids)
+            else:
+                hashes = [None if d is None else _sha256(b"\x00" + d).digest()
+                          for d in self._leaf_data_of_rows(rows, tracker, v1)]
             nids = array("q", map(_first, rows))
             yield nids, (None if None in hashes else b"".join(hashes))  # type: ignore[arg-type]
             if len(rows) < page:
@@ -553,8 +759,14 @@ class MerkleLog:
         )
 
 
-def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float) -> None:
-    """Let the recorder sign a head in the storing transaction once the last one is this old."""
+def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float = 0.0,
+                       subject_key: bytes | None = None) -> None:
+    """Let the recorder sign a head in every storing transaction, and commit leaves to their subject
+    with this key. (``interval_seconds`` is no longer used: a head per transaction is what lets a
+    sealer refuse leaves appended behind its back.)"""
     if isinstance(recorder, _Sealing):
         recorder.head_signer = signer
         recorder.head_interval_seconds = interval_seconds
+        if subject_key is not None:
+            recorder.subject_key = subject_key
+            recorder._subjects = None
