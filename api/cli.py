@@ -241,7 +241,11 @@ def _read_only_integrity_services():
     except (StoreConfigError, ValueError) as e:
         fail(str(e))
     except Exception as e:  # e.g. a store that cannot be opened: an environment error, not tampering
-        fail(f"cannot open the store {s.database_url}: {type(e).__name__}: {e}")
+        hint = ""
+        if s.database_url.startswith("sqlite:///"):
+            hint = (" (SQLite writes its -wal and -shm files beside the store even to read it: to check a read-only "
+                    "copy, copy it to a writable directory first)")
+        fail(f"cannot open the store {s.database_url}: {type(e).__name__}: {e}{hint}")
 
 
 def _read_head(path: Path):
@@ -273,7 +277,8 @@ def _report_integrity(report) -> bool:
     if first is None:
         out.print("[green]OK[/green]: every event is sealed, unchanged and in order; every signed head matches")
         return True
-    where = "" if first.exact else f" (the first bad leaf lies in {first.first}..{first.last - 1})"
+    last = first.last - 1 if first.first >= report.leaves else min(first.last, report.leaves) - 1  # valid indices
+    where = "" if first.exact or last <= first.first else f" (the first bad leaf lies in {first.first}..{last})"
     print(f"FAIL: first bad leaf index {first.first}{where}: {first.message}")
     for other in [f for f in report.findings if f is not first][:10]:
         err.print(f"  also: leaves {other.first}..{max(other.first, other.last - 1)}: {other.message}")
@@ -284,8 +289,14 @@ def _report_integrity(report) -> bool:
 
 #: What `trialaudit verify` checks, in order: (name, check(services, extra heads) -> passed). Each check
 #: prints its own findings; exit 1 when any fails (tampering), 2 for usage or environment errors.
+def _report_alarms(svc) -> None:
+    for alarm in svc.integrity.log.alarms()[-10:]:
+        err.print(f"alarm recorded by the sealer (at {alarm['at_ms']} ms): {alarm['message']}")
+
+
 VERIFY_CHECKS: list[tuple[str, object]] = [
     ("integrity log", lambda svc, extra: _report_integrity(_run_verify(svc, extra))),
+    ("sealer alarms", lambda svc, extra: _report_alarms(svc) or True),
 ]
 
 

@@ -515,6 +515,11 @@ class IntegrityService:
                 progress(i, total)
         for head in heads[hi:]:
             report.heads_checked += 1
+            problem = self.check_head(head)
+            if problem is not None:  # not ours: it proves nothing about leaves the log does not have
+                report.findings.append(Finding(min(good_until, max(i - 1, 0)), max(i, 1), f"{problem} (it claims more "
+                                               f"leaves than the log's {i})"))
+                continue
             report.findings.append(
                 Finding(i, max(head.tree_size, i + 1),
                         f"signed head{_id(head)} covers {head.tree_size} leaves, but only {i} remain: "

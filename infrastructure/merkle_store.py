@@ -43,6 +43,7 @@ from psycopg.sql import SQL, Identifier
 
 from application import merkle as M
 from application.audit_index import participant_of, topic_aggregate_type
+from domain.errors import Conflict
 from application.integrity import Leaf, SignedHead, now_ms
 from infrastructure import leaf_hasher
 from infrastructure.leaf_hasher import frame_row, leaf_hashes, originator_bytes
@@ -50,7 +51,7 @@ from infrastructure.store import AppendOnlyPostgresRecorder, AppendOnlySQLiteRec
 
 __all__ = ["MerkleLog", "MerkleSQLiteRecorder", "MerklePostgresRecorder", "attach_head_signer", "frame", "originator_bytes"]
 
-LEAVES, NODES, HEADS = "merkle_leaves", "merkle_nodes", "merkle_heads"
+LEAVES, NODES, HEADS, ALARMS = "merkle_leaves", "merkle_nodes", "merkle_heads", "merkle_alarms"
 #: the key of the subject commitments, in the data directory (mode 0600), like signing.key
 SUBJECT_KEY_FILE = "subject.key"
 _first = itemgetter(0)
@@ -141,8 +142,9 @@ class SubjectTracker:
 class _Sql:
     """The few statements of the Merkle log, for one dialect and schema."""
 
-    def __init__(self, *, pg: bool, leaves: str, nodes: str, heads: str, events: str, nid: str):
+    def __init__(self, *, pg: bool, leaves: str, nodes: str, heads: str, events: str, nid: str, alarms: str):
         self.pg = pg
+        self.alarms = alarms
         self.leaves, self.nodes, self.heads, self.events, self.nid = leaves, nodes, heads, events, nid
         p = "%s" if pg else "?"
         self.p = p
@@ -172,18 +174,23 @@ class _Sql:
 
 
 def _sqlite_sql(events_table: str) -> _Sql:
-    return _Sql(pg=False, leaves=LEAVES, nodes=NODES, heads=HEADS, events=events_table, nid="rowid")
+    return _Sql(pg=False, leaves=LEAVES, nodes=NODES, heads=HEADS, events=events_table, nid="rowid", alarms=ALARMS)
 
 
 def _pg_sql(schema: str, events_table: str) -> _Sql:
     def q(name: str) -> str:
         return '"{}"."{}"'.format(schema.replace('"', '""'), name.replace('"', '""'))
 
-    return _Sql(pg=True, leaves=q(LEAVES), nodes=q(NODES), heads=q(HEADS), events=q(events_table), nid="notification_id")
+    return _Sql(pg=True, leaves=q(LEAVES), nodes=q(NODES), heads=q(HEADS), events=q(events_table), nid="notification_id",
+                alarms=q(ALARMS))
 
 
-class UncoveredLeaves(ProgrammingError):
-    """The stored log ends in leaves that no signed head made with our key covers: refuse to extend it."""
+class UncoveredLeaves(ProgrammingError, Conflict):
+    """The stored log ends in leaves that no signed head made with our key covers: refuse to extend it
+    (409 over HTTP: the write conflicts with the state of the log; nothing is stored)."""
+
+    def __init__(self, message: str):
+        Conflict.__init__(self, message)
 
 
 class _Sealing:
@@ -194,6 +201,8 @@ class _Sealing:
     #: The key of the subject commitments (SubjectTracker), attached with the signer.
     subject_key: bytes | None = None
     head_interval_seconds: float = 0.0  # kept for old settings; every sealing transaction signs a head
+    #: 1: format-1 leaves and a head per transaction; 0: as older code sealed (upgrade tests only)
+    leaf_format: int = 1
     merkle_sql: _Sql
 
     def _init_sealing(self) -> None:
@@ -241,9 +250,13 @@ class _Sealing:
             size, last = (row["leaf_index"] + 1, bytes(row["leaf_hash"])) if row else (0, None)
             if cached is None or cached[0].size != size or cached[1] != last:
                 frontier = self._load_frontier(curs, size)  # first seal, or another process appended
-                self._check_covered(curs, frontier)
+                if self.leaf_format:
+                    self._check_covered(curs, frontier)
                 cached = (frontier, last, -2)
         frontier = cached[0]  # extended in place: the cache is set again only once all is written
+        if self.leaf_format == 0:
+            self._seal_old_format(curs, frontier, pairs)
+            return
         subjects = self._subjects
         if subjects is None:
             subjects = self._subjects = SubjectTracker(self.subject_key)
@@ -269,6 +282,21 @@ class _Sealing:
         self._sign_head(curs, frontier)
         with self._seal_lock:
             self._frontier_cache = (frontier, leaf_rows[-1][2], leaf_rows[-1][1])
+
+    def _seal_old_format(self, curs: Any, frontier: M.Frontier, pairs: Any) -> None:
+        """As code before 2026-12 sealed: the leaf data is the event's frame (not stored), and no head
+        (heads came at intervals). Kept to build the stores that upgrades and tests start from."""
+        sql = self.merkle_sql
+        rows = []
+        index = frontier.size
+        for nid, event in pairs:
+            data = frame(event.originator_id, event.originator_version, event.topic, event.state)
+            rows.append((index, nid, M.leaf_hash(data), None))
+            index += 1
+        curs.executemany(sql.insert_leaves, rows)
+        node_rows = frontier.extend([r[2] for r in rows], M.STORED_LEVEL)
+        if node_rows:
+            curs.executemany(sql.insert_nodes, node_rows)
 
     def _replay_subject(self, curs: Any, subjects: SubjectTracker, aggregate: bytes, version: int) -> bytes | None:
         """The participant of an aggregate this process has not seen yet: its earlier events, replayed."""
@@ -321,7 +349,19 @@ class _Sealing:
             message = (f"refusing to extend the integrity log: it ends at {frontier.size} leaves and {problem}; "
                        f"leaves were appended behind the server's back (run `trialaudit verify`)")
             log.critical(message)
+            # recorded apart from this transaction, which is rolled back (another thread: this one
+            # still holds the write connection)
+            threading.Thread(target=self._record_alarm, args=(frontier.size, message), daemon=True).start()
             raise UncoveredLeaves(message)
+
+    def _record_alarm(self, tree_size: int, message: str) -> None:
+        sql = self.merkle_sql
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(f"INSERT INTO {sql.alarms} (at_ms, tree_size, message) VALUES ({sql.p},{sql.p},{sql.p})",
+                             (now_ms(), tree_size, message))
+        except Exception:  # the log line above stays; never hide the refusal behind this
+            log.exception("could not record the integrity alarm")
 
     def _sign_head(self, curs: Any, frontier: M.Frontier) -> None:
         """Sign a head over the log as this transaction leaves it (so every leaf is covered)."""
@@ -395,8 +435,10 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
             f"CREATE TABLE IF NOT EXISTS {NODES} (node_id INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {HEADS} (head_id INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, "
             "root_hash BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, signature BLOB NOT NULL, public_key BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {ALARMS} (alarm_id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, "
+            "tree_size INTEGER NOT NULL, message TEXT NOT NULL)",
         ]
-        for table in (LEAVES, NODES, HEADS):
+        for table in (LEAVES, NODES, HEADS, ALARMS):
             for op in ("UPDATE", "DELETE"):
                 statements.append(
                     f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_{op.lower()} BEFORE {op} ON {table} "
@@ -437,8 +479,12 @@ class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
                 "CREATE TABLE IF NOT EXISTS {}.{} (head_id bigserial PRIMARY KEY, tree_size bigint NOT NULL, "
                 "root_hash bytea NOT NULL, timestamp_ms bigint NOT NULL, signature bytea NOT NULL, public_key bytea NOT NULL)"
             ).format(s, Identifier(HEADS)),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} (alarm_id bigserial PRIMARY KEY, at_ms bigint NOT NULL, "
+                "tree_size bigint NOT NULL, message text NOT NULL)"
+            ).format(s, Identifier(ALARMS)),
         ]
-        for table in (LEAVES, NODES, HEADS):
+        for table in (LEAVES, NODES, HEADS, ALARMS):
             self.sql_create_statements += [
                 SQL(
                     "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE OR DELETE ON {}.{} FOR EACH ROW EXECUTE FUNCTION {}.{}()"
@@ -580,6 +626,11 @@ class MerkleLog:
 
     def heads(self) -> list[SignedHead]:
         return [self._head(r) for r in self._rows(self.sql.select_heads + " ORDER BY head_id")]
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """The sealer's recorded refusals (leaves no head covers), oldest first."""
+        rows = self._rows(f"SELECT alarm_id, at_ms, tree_size, message FROM {self.sql.alarms} ORDER BY alarm_id")
+        return [dict(r) for r in rows]
 
     def latest_head(self) -> SignedHead | None:
         rows = self._rows(self.sql.select_heads + " ORDER BY tree_size DESC, head_id DESC LIMIT 1")

@@ -1,5 +1,5 @@
 """The integrity log: signed tree heads and RFC 9162 proofs (any authenticated user: hashes only) and
-the leaves (the all-site roles of domain/access.py)."""
+the leaves (the oversight roles of domain/access.py)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def leaves(
     start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ):
-    """The leaves (admin, monitor, data manager, inspector: roles that see every site). A format-1 leaf
+    """The leaves (the oversight roles: admin, monitor, data manager, inspector). A format-1 leaf
     reveals no content; an old-format leaf's data (its whole event) is given to inspectors only."""
     require(actor, "integrity.leaves")
     return _integrity(svc).leaves(start, limit, old_format_data=can(actor, "integrity.leaf_events"))

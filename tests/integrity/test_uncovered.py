@@ -1,0 +1,73 @@
+"""C.7 (R36, R10): an event appended behind the server's back together with a correct leaf is never
+built on nor signed over: every sealing transaction signs a head, a sealer refuses to extend a log
+whose tail no head of ours covers (logged, and recorded outside the rolled-back transaction), the
+head routes refuse to sign it, and `trialaudit verify` names the first uncovered leaf."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+
+from typer.testing import CliRunner
+
+from api.cli import cli
+from application import merkle as M
+from tests.integrity.test_tamper import Attacker, run_verify
+
+
+def forge_event_with_its_leaf(integrity) -> int:
+    """Insert an event and a correctly formed format-1 leaf for it; return the forged leaf's index."""
+    attacker = Attacker(integrity)
+    attacker.drop_triggers()
+    s, p = attacker.sql, attacker.p
+    template = attacker.event(attacker.notification_ids()[0])
+    oid = uuid.uuid4()
+    stored_oid = oid if s.pg else oid.hex
+    attacker.run(f"INSERT INTO {s.events} (originator_id, originator_version, topic, state) VALUES ({p},{p},{p},{p})",
+                 (stored_oid, 1, template["topic"], bytes(template["state"])))
+    nid = max(attacker.notification_ids())
+    size = integrity.log.tree_size()
+    frame = M.frame_event(oid.bytes, 1, template["topic"], bytes(template["state"]))
+    data = M.leaf_v1(hashlib.sha256(frame).digest(), M.NO_SUBJECT, nid)
+    attacker.run(f"INSERT INTO {s.leaves} (leaf_index, notification_id, leaf_hash, leaf_data) VALUES ({p},{p},{p},{p})",
+                 (size, nid, M.leaf_hash(data), data))
+    return size
+
+
+def test_every_sealing_transaction_signs_a_head(randomised_participant, integrity):
+    """C.7: the log never ends in leaves without a head (whatever TRIALAUDIT_HEAD_INTERVAL_SECONDS says)."""
+    randomised_participant()
+    assert integrity.log.latest_head().tree_size == integrity.log.tree_size()
+    assert integrity.covered_size() == integrity.log.tree_size()
+
+
+def test_a_forged_event_with_a_correct_leaf_is_refused_and_reported(client, login, randomised_participant, cli_env,
+                                                                     integrity, services, caplog):
+    """C.7, R36: after a forged event + leaf, the next write is refused (409, nothing stored, logged and
+    recorded), no head is signed over it (GET/POST /integrity/head: 409), and `verify` exits 1 naming it."""
+    pid, inv = randomised_participant()
+    admin = login("adm", "admin", "*")
+    forged = forge_event_with_its_leaf(integrity)
+    size = integrity.log.tree_size()
+    services.app.recorder._frontier_cache = None  # as a server process started after the forgery would be
+    with caplog.at_level(logging.CRITICAL):
+        r = client.post(f"/participants/{pid}/corrections",
+                        json={"field": "birth_year", "new_value": 1971, "reason": "typo"}, headers=inv)
+    assert r.status_code == 409, r.text
+    assert f"ends at {size} leaves" in r.json()["detail"]
+    assert integrity.log.tree_size() == size and client.get(f"/participants/{pid}", headers=inv).json()["birth_year"] == 1970
+    assert any("refusing to extend the integrity log" in m for m in caplog.messages)
+    deadline = time.monotonic() + 10  # recorded by another thread, apart from the rolled-back transaction
+    while not integrity.log.alarms() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(f"ends at {size} leaves" in a["message"] for a in integrity.log.alarms())
+    for method in (client.get, client.post):
+        r = method("/integrity/head", headers=admin)
+        assert r.status_code == 409 and f"leaves {forged}..{size - 1}" in r.json()["detail"], r.text
+    result, bad = run_verify()
+    assert result.exit_code == 1 and bad == forged, result.output
+    assert "covered by no signed head" in result.output
+    result = CliRunner().invoke(cli, ["head", "--sign"])
+    assert result.exit_code == 1 and "covered by no signed head" in result.output
