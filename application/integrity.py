@@ -112,6 +112,10 @@ class MerkleLogStore(Protocol):
         """The notification id of the first format-1 leaf, None when there is none."""
         ...
 
+    def tail_seal(self) -> tuple[int, int, bytes] | None:
+        """(tree size, timestamp ms, signature) of the last leaf row that carries a tail seal."""
+        ...
+
     def heads(self) -> list[SignedHead]: ...
     def latest_head(self) -> SignedHead | None: ...
     def add_head(self, head: SignedHead) -> SignedHead: ...
@@ -246,12 +250,28 @@ class IntegrityService:
         nodes = M.frontier_nodes(tree_size)
         return M.range_hash(0, tree_size, self.log.node_hashes(nodes))
 
+    def tail_seal_head(self) -> SignedHead | None:
+        """The last tail seal (a head kept in the row of the last leaf of a sealing transaction) as a
+        head without its root (the root is the log's at that size: recomputed by whoever checks it)."""
+        seal = self.log.tail_seal()
+        if seal is None:
+            return None
+        size, ts, signature = seal
+        return SignedHead(size, b"", ts, signature, self.signer.public_key)
+
     def covered_size(self) -> int:
-        """How many leaves the latest signed head made with our key covers (0: none)."""
+        """How many leaves the latest valid tail seal or head made with our key covers (0: none)."""
+        covered = 0
         latest = self.log.latest_head()
-        if latest is None or self.check_head(latest) is not None:
-            return 0
-        return latest.tree_size
+        if latest is not None and self.check_head(latest) is None:
+            covered = latest.tree_size
+        seal = self.tail_seal_head()
+        if seal is not None and seal.tree_size > covered:
+            rooted = SignedHead(seal.tree_size, self.root_at(seal.tree_size), seal.timestamp_ms, seal.signature,
+                                seal.public_key)
+            if self.check_head(rooted) is None:
+                covered = seal.tree_size
+        return covered
 
     def sign_head(self, accept_uncovered: bool = False) -> SignedHead:
         """Sign and keep a head over the whole log as it is now. Refused (UncoveredLeaves) when the
@@ -361,7 +381,9 @@ class IntegrityService:
     def _verify(self, progress: Progress | None, extra_heads: Iterable[SignedHead], page: int) -> VerificationReport:
         started = time.perf_counter()
         report = VerificationReport()
-        heads = sorted([*self.log.heads(), *extra_heads], key=lambda h: (h.tree_size, h.head_id or 0))
+        seal = self.tail_seal_head()
+        heads = sorted([*self.log.heads(), *extra_heads, *([seal] if seal else [])],
+                       key=lambda h: (h.tree_size, h.head_id or 0))
         total = max(self.log.event_count(), self.log.tree_size())
         frontier = M.Frontier()
         leaves_consistent = True  # the stored leaves agree with the events so far
@@ -379,6 +401,9 @@ class IntegrityService:
                 head = heads[hi]
                 hi += 1
                 report.heads_checked += 1
+                if not head.root_hash:  # a tail seal: it signs the root of the log at its size
+                    head = SignedHead(head.tree_size, frontier.root(), head.timestamp_ms, head.signature,
+                                      head.public_key, head.head_id)
                 problem = self.check_head(head)
                 if problem is None and frontier.root() != head.root_hash:
                     problem = (
@@ -514,6 +539,8 @@ class IntegrityService:
             if progress is not None and i % 10_000 == 0:
                 progress(i, total)
         for head in heads[hi:]:
+            if not head.root_hash:  # a tail seal always lies within the leaves
+                continue
             report.heads_checked += 1
             problem = self.check_head(head)
             if problem is not None:  # not ours: it proves nothing about leaves the log does not have

@@ -16,8 +16,15 @@ batch. The recorder keeps the tree's right edge (frontier) in memory and checks 
 stored log in the same transaction by one indexed read of the last leaf (tree size and hash): if
 another process appended meanwhile, the frontier is reloaded (O(log n) rows); a rolled-back
 transaction drops it. Then it inserts the new leaves and the nodes they complete: O(1) amortised
-per event. When a head signer is attached and the last head is older than
-``head_interval_seconds``, it also signs and stores a head in the same transaction.
+per event. With a head signer attached, every sealing transaction signs a head over the log as it
+leaves it and keeps it in its last leaf's row (``seal_ts``, ``seal_signature``: the *tail seal*, no
+extra row), and once the last head in merkle_heads is ``head_interval_seconds`` old it stores one
+there too. A sealer that must reload the frontier (the log changed under it) requires the stored tail
+to be covered by a valid tail seal or head of our key, and refuses otherwise (UncoveredLeaves): a
+forged event appended with a correct leaf is never built on nor signed over.
+
+Leaves are of format 1 (application/merkle.py LEAF_V1_LAYOUT, kept in ``leaf_data``); stores written
+by older code keep their old-format leaves (``leaf_data`` NULL: the leaf data is the event's frame).
 """
 
 from __future__ import annotations
@@ -148,15 +155,20 @@ class _Sql:
         self.leaves, self.nodes, self.heads, self.events, self.nid = leaves, nodes, heads, events, nid
         p = "%s" if pg else "?"
         self.p = p
-        self.last_leaf = f"SELECT leaf_index, leaf_hash FROM {leaves} ORDER BY leaf_index DESC LIMIT 1"
+        self.last_leaf = (f"SELECT leaf_index, leaf_hash, seal_ts, seal_signature FROM {leaves} "
+                          f"ORDER BY leaf_index DESC LIMIT 1")
+        self.last_seal = (f"SELECT leaf_index, seal_ts, seal_signature FROM {leaves} WHERE seal_signature IS NOT NULL "
+                          f"ORDER BY leaf_index DESC LIMIT 1")
         self.insert_leaves = (
-            f"INSERT INTO {leaves} (leaf_index, notification_id, leaf_hash, leaf_data) VALUES ({p},{p},{p},{p})"
+            f"INSERT INTO {leaves} (leaf_index, notification_id, leaf_hash, leaf_data, seal_ts, seal_signature) "
+            f"VALUES ({p},{p},{p},{p},{p},{p})"
         )
         self.insert_nodes = f"INSERT INTO {nodes} (node_id, hash) VALUES ({p},{p})"
         self.insert_head = (
             f"INSERT INTO {heads} (tree_size, root_hash, timestamp_ms, signature, public_key) VALUES ({p},{p},{p},{p},{p})"
             + (" RETURNING head_id" if pg else "")
         )
+        self.last_head_time = f"SELECT MAX(timestamp_ms) AS t FROM {heads}"
         self.last_head = (
             f"SELECT head_id, tree_size, root_hash, timestamp_ms, signature, public_key FROM {heads} "
             f"ORDER BY head_id DESC LIMIT 1"
@@ -200,7 +212,7 @@ class _Sealing:
     head_signer: Any = None
     #: The key of the subject commitments (SubjectTracker), attached with the signer.
     subject_key: bytes | None = None
-    head_interval_seconds: float = 0.0  # kept for old settings; every sealing transaction signs a head
+    head_interval_seconds: float = 10.0
     #: 1: format-1 leaves and a head per transaction; 0: as older code sealed (upgrade tests only)
     leaf_format: int = 1
     merkle_sql: _Sql
@@ -213,6 +225,7 @@ class _Sealing:
         self._seal_lock = threading.Lock()
         self._topic_bytes: dict[str, bytes] = {}
         self._subjects: SubjectTracker | None = None
+        self._last_head_ms: int | None = None
 
     def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
         """Append these stored events (all the events of a transaction, or of a group-committed
@@ -251,7 +264,7 @@ class _Sealing:
             if cached is None or cached[0].size != size or cached[1] != last:
                 frontier = self._load_frontier(curs, size)  # first seal, or another process appended
                 if self.leaf_format:
-                    self._check_covered(curs, frontier)
+                    self._check_covered(curs, frontier, row)
                 cached = (frontier, last, -2)
         frontier = cached[0]  # extended in place: the cache is set again only once all is written
         if self.leaf_format == 0:
@@ -269,17 +282,22 @@ class _Sealing:
                 t = topics[event.topic] = event.topic.encode("utf-8")
             data = leaf(nid, originator_bytes(event.originator_id), event.originator_version, t, event.topic,
                         event.state)
-            leaf_rows.append((index, nid, _sha256(b"\x00" + data).digest(), data))
+            leaf_rows.append((index, nid, _sha256(b"\x00" + data).digest(), data, None, None))
             index += 1
         subjects.lookup = None
         node_rows = frontier.extend([r[2] for r in leaf_rows], M.STORED_LEVEL)
+        root = frontier.root()
+        signer = self.head_signer
+        if signer is not None:  # the tail seal: a signed head over the log as this transaction leaves it
+            ts = now_ms()
+            leaf_rows[-1] = (*leaf_rows[-1][:4], ts, signer.sign(M.tree_head_bytes(frontier.size, ts, root)))
         if len(leaf_rows) == 1:
             curs.execute(sql.insert_leaves, leaf_rows[0])
         else:
             curs.executemany(sql.insert_leaves, leaf_rows)
         if node_rows:
             curs.executemany(sql.insert_nodes, node_rows)
-        self._sign_head(curs, frontier)
+        self._maybe_sign_head(curs, frontier, root)
         with self._seal_lock:
             self._frontier_cache = (frontier, leaf_rows[-1][2], leaf_rows[-1][1])
 
@@ -291,7 +309,7 @@ class _Sealing:
         index = frontier.size
         for nid, event in pairs:
             data = frame(event.originator_id, event.originator_version, event.topic, event.state)
-            rows.append((index, nid, M.leaf_hash(data), None))
+            rows.append((index, nid, M.leaf_hash(data), None, None, None))
             index += 1
         curs.executemany(sql.insert_leaves, rows)
         node_rows = frontier.extend([r[2] for r in rows], M.STORED_LEVEL)
@@ -319,19 +337,26 @@ class _Sealing:
         with self._seal_lock:
             self._frontier_cache = None
             self._subjects = None  # it may have learned from events that were rolled back
+        self._last_head_ms = None
 
     def _load_frontier(self, curs: Any, size: int) -> M.Frontier:
         wanted = M.frontier_nodes(size)
         hashes = _fetch_nodes(curs, self.merkle_sql, wanted)
         return M.Frontier(size, [hashes[n] for n in wanted])
 
-    def _check_covered(self, curs: Any, frontier: M.Frontier) -> None:
-        """Refuse to build on leaves that no signed head made with our key covers."""
+    def _check_covered(self, curs: Any, frontier: M.Frontier, last_leaf: Any) -> None:
+        """Refuse to build on leaves that no signed head made with our key covers: the last leaf's tail
+        seal, else the last head in merkle_heads (a store adopted from older code, an operator's head)."""
         signer = self.head_signer
         if signer is None or frontier.size == 0:
             return
         from infrastructure.signing import verify_signature
 
+        root = frontier.root()
+        if last_leaf is not None and last_leaf["seal_signature"] is not None:
+            signed = M.tree_head_bytes(frontier.size, last_leaf["seal_ts"], root)
+            if verify_signature(signer.public_key, bytes(last_leaf["seal_signature"]), signed):
+                return
         curs.execute(self.merkle_sql.last_head)
         row = curs.fetchone()
         problem = None
@@ -363,18 +388,25 @@ class _Sealing:
         except Exception:  # the log line above stays; never hide the refusal behind this
             log.exception("could not record the integrity alarm")
 
-    def _sign_head(self, curs: Any, frontier: M.Frontier) -> None:
-        """Sign a head over the log as this transaction leaves it (so every leaf is covered)."""
+    def _maybe_sign_head(self, curs: Any, frontier: M.Frontier, root: bytes) -> None:
+        """Keep a head in merkle_heads once the last one is ``head_interval_seconds`` old (the heads
+        GET /integrity/head serves and verify localises rewrites by; the tail seal covers the rest)."""
         signer = self.head_signer
         if signer is None:
             return
         sql = self.merkle_sql
+        if self._last_head_ms is None:
+            curs.execute(sql.last_head_time)
+            row = curs.fetchone()
+            self._last_head_ms = (row["t"] if row else None) or 0
         now = now_ms()
-        root = frontier.root()
+        if now - self._last_head_ms < self.head_interval_seconds * 1000:
+            return
         signature = signer.sign(M.tree_head_bytes(frontier.size, now, root))
         curs.execute(sql.insert_head, (frontier.size, root, now, signature, signer.public_key))
         if sql.pg:
             curs.fetchone()
+        self._last_head_ms = now
 
 
 def _fetch_nodes(curs: Any, sql: _Sql, wanted: Iterable[M.Node]) -> dict[M.Node, bytes]:
@@ -427,7 +459,8 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
         statements = [
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {LEAVES} (leaf_index INTEGER PRIMARY KEY, "
-            "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL, leaf_data BLOB)",
+            "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL, leaf_data BLOB, seal_ts INTEGER, "
+            "seal_signature BLOB)",
             # No index by notification id on SQLite: a leaf's index is its event's rowid less the first
             # leaf's (rowids have no gaps), found by primary key (MerkleLog._sqlite_leaves_of). The index
             # cost a page write in every sealed commit. Stores made before 2026-11-27 lose it here.
@@ -451,8 +484,10 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
         # leaf_data (format-1 leaves) came in 2026-12; older stores gain the column (NULL: old format)
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(f"PRAGMA table_info({LEAVES})")
-            if "leaf_data" not in {row["name"] for row in curs.fetchall()}:
-                curs.execute(f"ALTER TABLE {LEAVES} ADD COLUMN leaf_data BLOB")
+            columns = {row["name"] for row in curs.fetchall()}
+            for name, kind in (("leaf_data", "BLOB"), ("seal_ts", "INTEGER"), ("seal_signature", "BLOB")):
+                if name not in columns:
+                    curs.execute(f"ALTER TABLE {LEAVES} ADD COLUMN {name} {kind}")
 
 
 class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
@@ -468,7 +503,8 @@ class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
                 "CREATE TABLE IF NOT EXISTS {}.{} (leaf_index bigint PRIMARY KEY, "
                 "notification_id bigint NOT NULL, leaf_hash bytea NOT NULL)"
             ).format(s, Identifier(LEAVES)),
-            SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS leaf_data bytea").format(s, Identifier(LEAVES)),
+            SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS leaf_data bytea, ADD COLUMN IF NOT EXISTS seal_ts bigint, "
+                "ADD COLUMN IF NOT EXISTS seal_signature bytea").format(s, Identifier(LEAVES)),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id)").format(
                 Identifier(f"{LEAVES}_by_notification"), s, Identifier(LEAVES)
             ),
@@ -626,6 +662,13 @@ class MerkleLog:
 
     def heads(self) -> list[SignedHead]:
         return [self._head(r) for r in self._rows(self.sql.select_heads + " ORDER BY head_id")]
+
+    def tail_seal(self) -> tuple[int, int, bytes] | None:
+        """(tree size, timestamp ms, signature) of the last leaf that carries a tail seal, if any."""
+        rows = self._rows(self.sql.last_seal)
+        if not rows:
+            return None
+        return rows[0]["leaf_index"] + 1, rows[0]["seal_ts"], bytes(rows[0]["seal_signature"])
 
     def alarms(self) -> list[dict[str, Any]]:
         """The sealer's recorded refusals (leaves no head covers), oldest first."""
@@ -810,11 +853,11 @@ class MerkleLog:
         )
 
 
-def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float = 0.0,
+def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float = 10.0,
                        subject_key: bytes | None = None) -> None:
-    """Let the recorder sign a head in every storing transaction, and commit leaves to their subject
-    with this key. (``interval_seconds`` is no longer used: a head per transaction is what lets a
-    sealer refuse leaves appended behind its back.)"""
+    """Let the recorder seal every storing transaction's tail (a signed head kept in the last leaf's
+    row), keep a head in merkle_heads once the last is ``interval_seconds`` old, and commit leaves to
+    their subject with this key."""
     if isinstance(recorder, _Sealing):
         recorder.head_signer = signer
         recorder.head_interval_seconds = interval_seconds

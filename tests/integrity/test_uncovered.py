@@ -12,7 +12,8 @@ import uuid
 
 from typer.testing import CliRunner
 
-from api.cli import cli
+from api.cli import cli, cli_actor
+from api.container import build, setup_store
 from application import merkle as M
 from tests.integrity.test_tamper import Attacker, run_verify
 
@@ -36,11 +37,22 @@ def forge_event_with_its_leaf(integrity) -> int:
     return size
 
 
-def test_every_sealing_transaction_signs_a_head(randomised_participant, integrity):
-    """C.7: the log never ends in leaves without a head (whatever TRIALAUDIT_HEAD_INTERVAL_SECONDS says)."""
-    randomised_participant()
-    assert integrity.log.latest_head().tree_size == integrity.log.tree_size()
-    assert integrity.covered_size() == integrity.log.tree_size()
+def test_every_sealing_transaction_seals_its_tail(store_url, make_settings):
+    """C.7: the log never ends in leaves no signature of ours covers, whatever the head interval: each
+    sealing transaction signs the head it leaves and keeps it in its last leaf's row (the tail seal)."""
+    settings = make_settings(store_url, head_interval_seconds=3600)
+    setup_store(settings)
+    svc = build(settings, follow=False)
+    try:
+        for i in range(3):
+            svc.app.register_user(cli_actor(), username=f"u{i}", full_name=f"User {i}", role="inspector", site="*",
+                                  password="a long enough password", source="cli")
+            size = svc.integrity.log.tree_size()
+            assert svc.integrity.log.tail_seal()[0] == size == svc.integrity.covered_size()
+        assert len(svc.integrity.log.heads()) <= 1  # no head row per transaction
+        assert svc.integrity.verify().ok
+    finally:
+        svc.close()
 
 
 def test_a_forged_event_with_a_correct_leaf_is_refused_and_reported(client, login, randomised_participant, cli_env,
