@@ -59,15 +59,16 @@ def _integrity(svc) -> IntegrityService:
     return svc.integrity
 
 
-@router.get("/head", response_model=TreeHead)
+@router.get("/head", response_model=TreeHead, responses={409: PROBLEMS[409]})
 def head(actor: ActorDep, svc: ServicesDep):
-    """The latest signed tree head over the whole log (signed now if the log has grown since)."""
+    """The latest signed tree head over the whole log (signed now if the log has grown since); 409 when
+    the log ends in leaves no signature of ours covers (appended behind the server's back)."""
     return _integrity(svc).head().to_json()
 
 
-@router.post("/head", response_model=TreeHead, status_code=201)
+@router.post("/head", response_model=TreeHead, status_code=201, responses={409: PROBLEMS[409]})
 def sign_head(actor: ActorDep, svc: ServicesDep):
-    """Sign a new tree head over the log as it is now (a checkpoint on demand)."""
+    """Sign a new tree head over the log as it is now (a checkpoint on demand); 409 as for GET."""
     return _integrity(svc).sign_head().to_json()
 
 
