@@ -566,6 +566,8 @@ class IntegrityService:
         """Leaves after the last head of ours: a finding when any is of format 1 (this code signs a
         head in every sealing transaction, so they were appended behind its back); a note for an
         old-format tail (older code signed heads at intervals)."""
+        if self.covered_size() >= size:  # sealed meanwhile: the log grew while it was being verified
+            return
         v1 = self.log.v1_from()
         last = self.log.leaf_range(size - 1, 1)
         if v1 is not None and last and last[0][0] >= v1:

@@ -83,3 +83,19 @@ def test_a_forged_event_with_a_correct_leaf_is_refused_and_reported(client, logi
     assert "covered by no signed head" in result.output
     result = CliRunner().invoke(cli, ["head", "--sign"])
     assert result.exit_code == 1 and "covered by no signed head" in result.output
+
+
+def test_a_log_growing_while_verified_is_not_called_uncovered(randomised_participant, services, integrity):
+    """C.7, R36: events sealed by the server while `verify` runs are covered by their own tail seals:
+    no false alarm of leaves appended behind its back."""
+    randomised_participant()
+    written = []
+
+    def write_meanwhile(done: int, total: int) -> None:
+        if not written:
+            written.append(services.app.register_user(
+                cli_actor(), username="meanwhile", full_name="Written Meanwhile", role="inspector", site="*",
+                password="a long enough password", source="cli"))
+
+    report = integrity.verify(progress=write_meanwhile)
+    assert written and report.ok, report.findings
