@@ -322,7 +322,10 @@ def verify(
             except typer.Exit:
                 raise
             except Exception as e:  # cannot read: not a verdict of tampering
-                fail(f"{name}: the check could not run: {type(e).__name__}: {e}")
+                hint = ""
+                if "leaf_data" in str(e) or "seal_" in str(e) or "merkle_alarms" in str(e):
+                    hint = " (a store written by older code: run `trialaudit setup` once with this version)"
+                fail(f"{name}: the check could not run: {type(e).__name__}: {e}{hint}")
     finally:
         svc.close()
     if not all(results):
