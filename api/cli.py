@@ -257,6 +257,35 @@ def _integrity_services():
         fail(str(e))
 
 
+def _read_only_integrity_services():
+    """The services over the configured store without set-up (no table, trigger or key is written), for
+    `verify`: it works on a read-only copy. Missing keys are an environment error (exit 2), never
+    made up: a new key would make every head and leaf look forged."""
+    from infrastructure.merkle_store import SUBJECT_KEY_FILE
+    from infrastructure.signing import KEY_FILE
+
+    s = settings()
+    needed = [] if s.signing_key else [s.data_dir / KEY_FILE]
+    needed.append(s.data_dir / SUBJECT_KEY_FILE)
+    for path in needed:
+        if not path.exists():
+            fail(f"{path} is missing: point TRIALAUDIT_DATA_DIR at the data directory that holds this log's keys")
+    if s.database_url.startswith("sqlite:///"):
+        db = Path(s.database_url[len("sqlite:///"):])
+        if not db.exists():
+            fail(f"no store at {db}")
+    try:
+        return build(s, follow=False)
+    except (StoreConfigError, ValueError) as e:
+        fail(str(e))
+    except Exception as e:  # e.g. a store that cannot be opened: an environment error, not tampering
+        hint = ""
+        if s.database_url.startswith("sqlite:///"):
+            hint = (" (SQLite writes its -wal and -shm files beside the store even to read it: to check a read-only "
+                    "copy, copy it to a writable directory first)")
+        fail(f"cannot open the store {s.database_url}: {type(e).__name__}: {e}{hint}")
+
+
 def _read_head(path: Path):
     import json
 
@@ -270,49 +299,95 @@ def _read_head(path: Path):
         fail(f"{path}: {e.detail}")
 
 
-@cli.command()
-def verify(
-    head: list[Path] = typer.Option(None, "--head", help="A signed head kept outside the database (JSON) to check too"),
-) -> None:
-    """Recompute every leaf from the stored events, the tree and every signed head; exit 1 naming the first bad leaf."""
-    extra = [_read_head(p) for p in head or ()]
-    svc = _integrity_services()
-    try:
-        with _progress_bar("verifying the integrity log") as bar:
-            task = bar.add_task("verify", total=None)
-            report = svc.integrity.verify(lambda done, total: bar.update(task, completed=done, total=total), extra)
-    finally:
-        svc.close()
+def _report_integrity(report) -> bool:
+    """Print the integrity log's findings (the first bad leaf on stdout); True when intact."""
     out.print(
         f"checked {report.events} events, {report.leaves} leaves and {report.heads_checked} signed heads "
         f"in {report.seconds:.2f} s ({report.rate:,.0f} events/s; SHA-256 of 300-byte messages here: "
         f"{_sha256_rate():,.0f}/s)"
     )
     out.print(f"root over {report.leaves} leaves: {report.root_hash.hex()}", soft_wrap=True)
+    if report.uncovered_old is not None:
+        first, end = report.uncovered_old
+        err.print(f"note: leaves {first}..{end - 1} (old format, written before every transaction signed a head) "
+                  f"are covered by no signed head yet")
     first = report.first_bad
     if first is None:
         out.print("[green]OK[/green]: every event is sealed, unchanged and in order; every signed head matches")
-        return
-    where = "" if first.exact else f" (the first bad leaf lies in {first.first}..{first.last - 1})"
+        return True
+    last = first.last - 1 if first.first >= report.leaves else min(first.last, report.leaves) - 1  # valid indices
+    where = "" if first.exact or last <= first.first else f" (the first bad leaf lies in {first.first}..{last})"
     print(f"FAIL: first bad leaf index {first.first}{where}: {first.message}")
     for other in [f for f in report.findings if f is not first][:10]:
-        err.print(f"  also: leaves {other.first}..{other.last - 1}: {other.message}")
+        err.print(f"  also: leaves {other.first}..{max(other.first, other.last - 1)}: {other.message}")
     if report.bad_leaves > 1:
         err.print(f"  {report.bad_leaves} leaves in all disagree with the stored events")
-    raise typer.Exit(1)
+    return False
+
+
+#: What `trialaudit verify` checks, in order: (name, check(services, extra heads) -> passed). Each check
+#: prints its own findings; exit 1 when any fails (tampering), 2 for usage or environment errors.
+def _report_alarms(svc) -> None:
+    for alarm in svc.integrity.log.alarms()[-10:]:
+        err.print(f"alarm recorded by the sealer (at {alarm['at_ms']} ms): {alarm['message']}")
+
+
+VERIFY_CHECKS: list[tuple[str, object]] = [
+    ("integrity log", lambda svc, extra: _report_integrity(_run_verify(svc, extra))),
+    ("sealer alarms", lambda svc, extra: _report_alarms(svc) or True),
+]
+
+
+def _run_verify(svc, extra):
+    with _progress_bar("verifying the integrity log") as bar:
+        task = bar.add_task("verify", total=None)
+        return svc.integrity.verify(lambda done, total: bar.update(task, completed=done, total=total), extra)
+
+
+@cli.command()
+def verify(
+    head: list[Path] = typer.Option(None, "--head", help="A signed head kept outside the database (JSON) to check too"),
+) -> None:
+    """Recompute every leaf from the stored events, the tree and every signed head; exit 1 naming the first
+    bad leaf (tampering), exit 2 when the store or its keys cannot be read. Writes nothing."""
+    extra = [_read_head(p) for p in head or ()]
+    svc = _read_only_integrity_services()
+    results = []
+    try:
+        for name, check in VERIFY_CHECKS:
+            try:
+                results.append(check(svc, extra))
+            except typer.Exit:
+                raise
+            except Exception as e:  # cannot read: not a verdict of tampering
+                hint = ""
+                if "leaf_data" in str(e) or "seal_" in str(e) or "merkle_alarms" in str(e):
+                    hint = " (a store written by older code: run `trialaudit setup` once with this version)"
+                fail(f"{name}: the check could not run: {type(e).__name__}: {e}{hint}")
+    finally:
+        svc.close()
+    if not all(results):
+        raise typer.Exit(1)
 
 
 @cli.command("head")
 def head_command(
     sign: bool = typer.Option(False, "--sign", help="Sign a new head even if the log has not grown"),
     out_file: Path = typer.Option(None, "--out", help="Also write the head to this file (keep it outside the database)"),
+    accept_uncovered: bool = typer.Option(
+        False, "--accept-uncovered",
+        help="With --sign: sign over leaves no head covers yet (only after `trialaudit verify` and a look at them)"),
 ) -> None:
     """Print the signed tree head over the whole log (signing one if the log has grown since the last)."""
     import json
 
+    from application.integrity import UncoveredLeaves
+
     svc = _integrity_services()
     try:
-        head = (svc.integrity.sign_head() if sign else svc.integrity.head()).to_json()
+        head = (svc.integrity.sign_head(accept_uncovered) if sign else svc.integrity.head()).to_json()
+    except UncoveredLeaves as e:
+        fail(e.detail, 1)
     finally:
         svc.close()
     text = json.dumps(head, indent=2)
@@ -324,34 +399,45 @@ def head_command(
 
 @cli.command()
 def bundle(
-    out_dir: Path = typer.Option(..., "--out", help="Directory to write the bundle into"),
+    out_dir: Path = typer.Option(..., "--out", help="Directory to write the bundle into (new, or empty)"),
     participant: str = typer.Option(None, "--participant", help="The participant id whose events to prove"),
     all_events: bool = typer.Option(False, "--all", help="Every event in the log"),
     since_head: Path = typer.Option(None, "--since-head", help="An earlier signed head (JSON) to prove consistency from"),
 ) -> None:
-    """Write an inspector bundle: events, inclusion proofs, signed head, public key and an offline verifier."""
-    from infrastructure.bundle import write_bundle
+    """Write an inspector bundle: every leaf, the events in scope, the signed head, the key and an offline
+    verifier. Refused (exit 1) when the log does not verify, naming the first bad leaf."""
+    from application.integrity import BrokenLog, UncoveredLeaves
+    from infrastructure.bundle import BundleExists, write_bundle
     from infrastructure.files import private_umask
 
     if bool(participant) == all_events:
         fail("give exactly one of --participant ID or --all")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        fail(f"{out_dir} already exists and is not an empty directory; give a new --out")
     since = _read_head(since_head) if since_head else None
     svc = _integrity_services()
     try:
         data = svc.integrity.bundle(None if all_events else participant, since)
         # every file of the bundle 0600 and every directory made for it 0700 (E.17)
         with _progress_bar("writing the bundle") as bar, private_umask():
-            task = bar.add_task("bundle", total=data.head.tree_size if all_events else None)
+            task = bar.add_task("bundle", total=data.head.tree_size)
             manifest = write_bundle(data, out_dir, svc.integrity.signer.public_key_pem(),
                                     lambda n: bar.update(task, completed=n))
-    except DomainError as e:
+    except (BrokenLog, UncoveredLeaves) as e:
         fail(e.detail, 1)
+    except BundleExists as e:
+        fail(str(e))
+    except DomainError as e:
+        fail(e.detail)
     finally:
         svc.close()
     out.print(
-        f"wrote {manifest['events']} events proven against a signed head over {manifest['tree_size']} leaves to {out_dir}\n"
+        f"wrote {manifest['events']} events and all {manifest['leaves']} leaves of the log, against a signed head "
+        f"over {manifest['tree_size']} leaves, to {out_dir}\n"
         f"check it anywhere with: python3 {out_dir / 'verify_bundle.py'} {out_dir}"
     )
+
+
 # --------------------------------------------------------------------------- exports (issue 5)
 def _read_password() -> str:
     if sys.stdin.isatty():

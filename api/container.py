@@ -19,7 +19,7 @@ from infrastructure import store
 from infrastructure.account_store import SQLAccountStore
 from infrastructure.export_jobs import ExportJobs
 from infrastructure.passwords import Argon2Passwords
-from infrastructure.merkle_store import MerkleLog, attach_head_signer
+from infrastructure.merkle_store import SUBJECT_KEY_FILE, MerkleLog, attach_head_signer
 from infrastructure.readmodels import open_read_models
 from infrastructure.secrets import from_text, load_or_create
 from infrastructure.settings import Settings
@@ -74,6 +74,8 @@ def _setup(settings: Settings, progress: Callable[[int, int], None] | None) -> N
                 "moved the password hashes of %d accounts out of the event log into the credential store; "
                 "the events written before this upgrade still hold them in their stored bytes (leaves, "
                 "bundles and exports made from them): have those users choose new passwords", moved)
+        if services.integrity is not None:
+            services.integrity.adopt_old_tail()  # a store written by older code: see IntegrityService
         services.projections.setup(progress)
     finally:
         services.close()
@@ -131,7 +133,8 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
 
 def _integrity(settings: Settings, app: TrialApplication) -> IntegrityService:
     signer = load_signer(settings.signing_key, settings.data_dir)
-    attach_head_signer(app.recorder, signer, settings.head_interval_seconds)
+    attach_head_signer(app.recorder, signer, settings.head_interval_seconds,
+                       subject_key=load_or_create(settings.data_dir / SUBJECT_KEY_FILE))
     return IntegrityService(MerkleLog(app.recorder), signer, verify_signature)
 
 

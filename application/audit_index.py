@@ -152,6 +152,23 @@ def _getter(event: Any, plain: bool) -> Any:
     return vars(event).get if plain else (lambda name: getattr(event, name, None))
 
 
+def participant_of(aggregate_type: str, aggregate_id: Any, own_participant: Any, known: Any) -> Any:
+    """THE subject rule: the participant an event belongs to (the audit trail's ``participant`` filter,
+    participant bundles and the subject a Merkle leaf commits to all use it). A Participant is its
+    own; an event naming one (``participant_id``) belongs to it and maps its aggregate to it; any
+    other event belongs to its aggregate's participant as known so far (``known``), if any."""
+    if aggregate_type == "Participant":
+        return aggregate_id
+    if own_participant:
+        return own_participant
+    return known
+
+
+def topic_aggregate_type(topic: str) -> str:
+    """The aggregate type of a stored event's topic (as ``aggregate_type_of`` of the decoded event)."""
+    return (_TOPIC_INFO.get(topic) or _topic_info(topic))[1]
+
+
 def aggregate_type_of(event: Any) -> str:
     return _aggregate_type(type(event))
 
@@ -346,14 +363,9 @@ class AuditIndex(Projection):
             known = self._known(cur, aggregate_id, new=new)
         agg_participant, agg_site, agg_date = known or (None, None, None)
 
-        # participant: a Participant is its own; an event naming one maps its aggregate to it
         own_participant = get("participant_id")
-        if aggregate_type == "Participant":
-            participant_id = agg_participant = aggregate_id
-        elif own_participant:
-            participant_id = agg_participant = str(own_participant)
-        else:
-            participant_id = agg_participant
+        participant_id = agg_participant = participant_of(
+            aggregate_type, aggregate_id, str(own_participant) if own_participant else None, agg_participant)
 
         # site: the event's own, else the participant's, else the aggregate's
         own_site = get("site")

@@ -20,9 +20,22 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from application import merkle as M
-from domain.errors import InvalidInput, NotFound
+from domain.errors import Conflict, InvalidInput, NotFound
 
 MAX_LEAVES_PAGE = 1000
+
+
+class UncoveredLeaves(Conflict):
+    def __init__(self, covered: int, size: int):
+        self.covered, self.size = covered, size
+        super().__init__(
+            f"leaves {covered}..{size - 1} are covered by no signed head made with this log's key: they were "
+            f"appended behind the server's back (every sealing transaction signs a head); run `trialaudit verify`"
+        )
+
+
+class BrokenLog(Conflict):
+    """The log does not verify: nothing is built on it (bundles)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,8 @@ class Leaf:
     leaf_index: int
     notification_id: int
     leaf_hash: bytes
-    leaf_data: bytes | None = None  # None when the sealed event is missing
+    leaf_data: bytes | None = None  # None when the sealed event is missing (and the leaf is of the old format)
+    event: bytes | None = None  # the event's frame (M.frame_event), None when it is missing
 
 
 class MerkleLogStore(Protocol):
@@ -90,6 +104,18 @@ class MerkleLogStore(Protocol):
     def node_hashes(self, nodes: Iterable[M.Node]) -> dict[M.Node, bytes]: ...
     def leaves(self, start: int, limit: int) -> list[Leaf]: ...
     def leaves_of(self, originator_id: UUID) -> list[Leaf]: ...
+    def subjects(self) -> Any:
+        """A fresh subject tracker (infrastructure/merkle_store.py SubjectTracker) with this store's key."""
+        ...
+
+    def v1_from(self) -> int | None:
+        """The notification id of the first format-1 leaf, None when there is none."""
+        ...
+
+    def tail_seal(self) -> tuple[int, int, bytes] | None:
+        """(tree size, timestamp ms, signature) of the last leaf row that carries a tail seal."""
+        ...
+
     def heads(self) -> list[SignedHead]: ...
     def latest_head(self) -> SignedHead | None: ...
     def add_head(self, head: SignedHead) -> SignedHead: ...
@@ -159,6 +185,8 @@ class VerificationReport:
     findings: list[Finding] = field(default_factory=list)
     bad_leaves: int = 0
     seconds: float = 0.0
+    #: (first, end) of an old-format tail no signed head covers (written by older code): a note, not tampering
+    uncovered_old: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -186,10 +214,10 @@ class VerificationReport:
 class Bundle:
     scope: str
     head: SignedHead
-    events: Iterator[dict[str, Any]]  # lines of events.jsonl
-    proofs: Iterator[dict[str, Any]]  # lines of inclusion_proofs.jsonl (same order)
+    #: every leaf up to the head, in order: (its line of leaves.jsonl, its event's line of events.jsonl or None)
+    lines: Iterator[tuple[dict[str, Any], dict[str, Any] | None]]
+    subject: dict[str, Any] | None = None  # participant bundles: the opening of the subject commitment
     since_head: SignedHead | None = None
-    consistency: dict[str, Any] | None = None
 
 
 def _paged(fetch: Callable[[int, int], Sequence[tuple]], start_after: int, page: int) -> Iterator[tuple]:
@@ -222,9 +250,37 @@ class IntegrityService:
         nodes = M.frontier_nodes(tree_size)
         return M.range_hash(0, tree_size, self.log.node_hashes(nodes))
 
-    def sign_head(self) -> SignedHead:
-        """Sign and keep a head over the whole log as it is now."""
+    def tail_seal_head(self) -> SignedHead | None:
+        """The last tail seal (a head kept in the row of the last leaf of a sealing transaction) as a
+        head without its root (the root is the log's at that size: recomputed by whoever checks it)."""
+        seal = self.log.tail_seal()
+        if seal is None:
+            return None
+        size, ts, signature = seal
+        return SignedHead(size, b"", ts, signature, self.signer.public_key)
+
+    def covered_size(self) -> int:
+        """How many leaves the latest valid tail seal or head made with our key covers (0: none)."""
+        covered = 0
+        latest = self.log.latest_head()
+        if latest is not None and self.check_head(latest) is None:
+            covered = latest.tree_size
+        seal = self.tail_seal_head()
+        if seal is not None and seal.tree_size > covered:
+            rooted = SignedHead(seal.tree_size, self.root_at(seal.tree_size), seal.timestamp_ms, seal.signature,
+                                seal.public_key)
+            if self.check_head(rooted) is None:
+                covered = seal.tree_size
+        return covered
+
+    def sign_head(self, accept_uncovered: bool = False) -> SignedHead:
+        """Sign and keep a head over the whole log as it is now. Refused (UncoveredLeaves) when the
+        log has leaves no head of ours covers: every sealing transaction signs one, so those were
+        appended behind the server's back; ``accept_uncovered`` (an operator, after `verify`) adopts them."""
         size = self.log.tree_size()
+        covered = self.covered_size()
+        if size > covered and not accept_uncovered:
+            raise UncoveredLeaves(covered, size)
         root = self.root_at(size)
         ts = self.clock()
         signature = self.signer.sign(M.tree_head_bytes(size, ts, root))
@@ -236,6 +292,19 @@ class IntegrityService:
         if latest is not None and latest.public_key == self.signer.public_key and latest.tree_size == self.log.tree_size():
             return latest
         return self.sign_head()
+
+    def adopt_old_tail(self) -> SignedHead | None:
+        """At set-up of a store written by older code (heads at intervals, old-format leaves): sign a
+        head over its uncovered tail once, so the sealer can build on it. Only a tail of old-format
+        leaves is adopted: this code never leaves a format-1 leaf uncovered."""
+        size = self.log.tree_size()
+        covered = self.covered_size()
+        if size == covered:
+            return None
+        tail = self.log.leaves(size - 1, 1)
+        if not tail or M.is_leaf_v1(tail[0].leaf_data or b""):
+            return None
+        return self.sign_head(accept_uncovered=True)
 
     # ------------------------------------------------------------------ proofs
     def inclusion_proof(self, leaf_index: int, tree_size: int | None = None) -> dict[str, Any]:
@@ -265,19 +334,26 @@ class IntegrityService:
         nodes = self.log.node_hashes(M.nodes_for(ranges))
         return {"first": first, "second": second, "proof": [M.range_hash(a, b, nodes).hex() for a, b in ranges]}
 
-    def leaves(self, start: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    def leaves(self, start: int = 0, limit: int = 100, *, old_format_data: bool = True) -> list[dict[str, Any]]:
+        """Leaves with their data. A format-1 leaf's data is a digest and a subject commitment; an
+        old-format leaf's data is its whole event, given only with ``old_format_data`` (else
+        ``leaf_data`` is empty and ``withheld`` true)."""
         if start < 0:
             raise InvalidInput.one("start", "must be 0 or more")
         if not 1 <= limit <= MAX_LEAVES_PAGE:
             raise InvalidInput.one("limit", f"must be between 1 and {MAX_LEAVES_PAGE}")
-        return [
-            {
+        out = []
+        for leaf in self.log.leaves(start, limit):
+            data = leaf.leaf_data or b""
+            withheld = not old_format_data and not M.is_leaf_v1(data)
+            out.append({
                 "leaf_index": leaf.leaf_index,
                 "leaf_hash": leaf.leaf_hash.hex(),
-                "leaf_data": base64.b64encode(leaf.leaf_data or b"").decode(),
-            }
-            for leaf in self.log.leaves(start, limit)
-        ]
+                "leaf_data": "" if withheld else base64.b64encode(data).decode(),
+                "format": 1 if M.is_leaf_v1(data) else 0,
+                "withheld": withheld,
+            })
+        return out
 
     # ------------------------------------------------------------------ verification
     def check_head(self, head: SignedHead) -> str | None:
@@ -305,7 +381,9 @@ class IntegrityService:
     def _verify(self, progress: Progress | None, extra_heads: Iterable[SignedHead], page: int) -> VerificationReport:
         started = time.perf_counter()
         report = VerificationReport()
-        heads = sorted([*self.log.heads(), *extra_heads], key=lambda h: (h.tree_size, h.head_id or 0))
+        seal = self.tail_seal_head()
+        heads = sorted([*self.log.heads(), *extra_heads, *([seal] if seal else [])],
+                       key=lambda h: (h.tree_size, h.head_id or 0))
         total = max(self.log.event_count(), self.log.tree_size())
         frontier = M.Frontier()
         leaves_consistent = True  # the stored leaves agree with the events so far
@@ -315,12 +393,17 @@ class IntegrityService:
         i = 0
         ev_after, lf_after = 0, -1
 
+        covered = 0  # the largest tree size a head of ours that verified covers
+
         def check_heads_at(size: int) -> None:
-            nonlocal hi, good_until
+            nonlocal hi, good_until, covered
             while hi < len(heads) and heads[hi].tree_size <= size:
                 head = heads[hi]
                 hi += 1
                 report.heads_checked += 1
+                if not head.root_hash:  # a tail seal: it signs the root of the log at its size
+                    head = SignedHead(head.tree_size, frontier.root(), head.timestamp_ms, head.signature,
+                                      head.public_key, head.head_id)
                 problem = self.check_head(head)
                 if problem is None and frontier.root() != head.root_hash:
                     problem = (
@@ -329,6 +412,7 @@ class IntegrityService:
                     )
                 if problem is None:
                     good_until = size
+                    covered = max(covered, size)
                 else:
                     report.findings.append(Finding(good_until, max(size, good_until + 1), problem))
 
@@ -455,12 +539,21 @@ class IntegrityService:
             if progress is not None and i % 10_000 == 0:
                 progress(i, total)
         for head in heads[hi:]:
+            if not head.root_hash:  # a tail seal always lies within the leaves
+                continue
             report.heads_checked += 1
+            problem = self.check_head(head)
+            if problem is not None:  # not ours: it proves nothing about leaves the log does not have
+                report.findings.append(Finding(min(good_until, max(i - 1, 0)), max(i, 1), f"{problem} (it claims more "
+                                               f"leaves than the log's {i})"))
+                continue
             report.findings.append(
                 Finding(i, max(head.tree_size, i + 1),
                         f"signed head{_id(head)} covers {head.tree_size} leaves, but only {i} remain: "
                         f"leaves {i}..{head.tree_size - 1} and their events were removed")
             )
+        if covered < i and report.ok:
+            self._check_uncovered(report, covered, i)
         report.leaves = i
         report.events = self.log.event_count()
         report.root_hash = frontier.root()
@@ -469,53 +562,125 @@ class IntegrityService:
             progress(i, max(total, i))
         return report
 
+    def _check_uncovered(self, report: VerificationReport, covered: int, size: int) -> None:
+        """Leaves after the last head of ours: a finding when any is of format 1 (this code signs a
+        head in every sealing transaction, so they were appended behind its back); a note for an
+        old-format tail (older code signed heads at intervals)."""
+        if self.covered_size() >= size:  # sealed meanwhile: the log grew while it was being verified
+            return
+        v1 = self.log.v1_from()
+        last = self.log.leaf_range(size - 1, 1)
+        if v1 is not None and last and last[0][0] >= v1:
+            report.findings.append(Finding(
+                covered, size, f"leaves {covered}..{size - 1} are covered by no signed head made with this log's "
+                f"key: they were appended behind the server's back (every sealing transaction signs a head)"))
+        else:
+            report.uncovered_old = (covered, size)
+
     # ------------------------------------------------------------------ bundles
     def bundle(self, participant_id: Any | None = None, since: SignedHead | None = None) -> Bundle:
-        """What an inspector needs to check events offline against a signed head."""
+        """What an inspector needs to check events offline against a signed head: every leaf up to the
+        head (format-1 leaves as their data, old-format ones as their hash), the events in scope with
+        their stored bytes, and for a participant the opening of their subject commitment.
+
+        Refused when the log does not verify (BrokenLog, naming the first bad leaf) or ends in leaves
+        no signed head covers (UncoveredLeaves)."""
+        oid = None
+        if participant_id is not None:
+            try:
+                oid = participant_id if isinstance(participant_id, UUID) else UUID(str(participant_id))
+            except ValueError:
+                raise NotFound(f"no participant {participant_id!r}") from None
         head = self.head()
-        consistency = None
         if since is not None:
             problem = self.check_head(since)
             if problem:
                 raise InvalidInput.one("since_head", problem)
             if since.tree_size > head.tree_size:
                 raise InvalidInput.one("since_head", f"covers {since.tree_size} leaves; the log has {head.tree_size}")
-            consistency = self.consistency_proof(since.tree_size, head.tree_size)
-        if participant_id is not None:
-            try:
-                oid = participant_id if isinstance(participant_id, UUID) else UUID(str(participant_id))
-            except ValueError:
-                raise NotFound(f"no participant {participant_id!r}") from None
-            selected = [leaf for leaf in self.log.leaves_of(oid) if leaf.leaf_index < head.tree_size]
-            if not selected:
+        report = self.verify(extra_heads=[since] if since is not None else ())
+        first = report.first_bad
+        if first is not None:
+            raise BrokenLog(f"the integrity log does not verify, so no bundle is written: first bad leaf index "
+                            f"{first.first}: {first.message}")
+        subject = None
+        if oid is not None:
+            tracker = self.log.subjects()
+            salt = tracker.salt(oid.bytes)
+            subject = {"participant_id": str(oid), "salt": salt.hex(),
+                       "commitment": M.subject_commitment(salt, oid.bytes).hex()}
+            lines = self._participant_lines(head.tree_size, oid, tracker)
+            first_line = next(lines, None)
+            if first_line is None:
                 raise NotFound(f"no sealed events of participant {participant_id}")
-            proofs = (self.inclusion_proof(leaf.leaf_index, head.tree_size) for leaf in selected)
-            return Bundle(f"participant {oid}", head, (_event_line(leaf) for leaf in selected), proofs, since, consistency)
-        return Bundle("all", head, self._all_events(head.tree_size), self._all_proofs(head.tree_size), since, consistency)
+            lines = _chain_one(first_line, lines)
+            scope = f"participant {oid}"
+        else:
+            lines = self._lines(head.tree_size, lambda leaf: True)
+            scope = "all"
+        return Bundle(scope, head, lines, subject, since)
 
-    def _all_events(self, size: int) -> Iterator[dict[str, Any]]:
+    def _lines(self, size: int, wanted: Callable[[Leaf], bool]) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
         start = 0
         while start < size:
             batch = self.log.leaves(start, min(MAX_LEAVES_PAGE, size - start))
             if not batch:
                 return
             for leaf in batch:
-                yield _event_line(leaf)
+                yield _leaf_line(leaf), (_event_line(leaf) if wanted(leaf) else None)
             start = batch[-1].leaf_index + 1
 
-    def _all_proofs(self, size: int) -> Iterator[dict[str, Any]]:
-        tree = M.MemoryTree(h for index, _nid, h in _paged(self.log.scan_leaves, -1, 20_000) if index < size)
-        for index in range(size):
-            yield {
-                "leaf_index": index,
-                "tree_size": size,
-                "leaf_hash": tree.nodes[(0, index)].hex(),
-                "audit_path": [p.hex() for p in tree.inclusion_proof(index, size)],
-            }
+    def _participant_lines(self, size: int, oid: UUID, tracker: Any) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Every leaf; the event of each leaf whose subject is this participant: a format-1 leaf by its
+        commitment, an old-format one by the audit trail's subject rule (the tracker, in log order).
+        Yields nothing at all when the participant has no event."""
+        commitment = tracker.commitment(oid.bytes)
+        pending: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        found = False
+        for leaf in self._all_leaves(size):
+            mine = False
+            data = leaf.leaf_data or b""
+            if M.is_leaf_v1(data):
+                mine = M.parse_leaf_v1(data)[1] == commitment
+            elif leaf.event is not None:
+                o, version, topic, state = M.unframe_event(leaf.event)
+                mine = tracker.observe(topic, o, version, state) == oid.bytes
+            line = (_leaf_line(leaf), _event_line(leaf) if mine else None)
+            if found:
+                yield line
+                continue
+            pending.append(line)
+            if mine:
+                found = True
+                yield from pending
+                pending = []
+
+    def _all_leaves(self, size: int) -> Iterator[Leaf]:
+        start = 0
+        while start < size:
+            batch = self.log.leaves(start, min(MAX_LEAVES_PAGE, size - start))
+            if not batch:
+                return
+            yield from batch
+            start = batch[-1].leaf_index + 1
+
+
+def _chain_one(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _leaf_line(leaf: Leaf) -> dict[str, Any]:
+    """A leaf as a bundle carries it: a format-1 leaf by its data, an old-format one (whose data is
+    its event) by its hash only."""
+    data = leaf.leaf_data or b""
+    if M.is_leaf_v1(data):
+        return {"leaf_index": leaf.leaf_index, "leaf_data": base64.b64encode(data).decode()}
+    return {"leaf_index": leaf.leaf_index, "leaf_hash": leaf.leaf_hash.hex()}
 
 
 def _event_line(leaf: Leaf) -> dict[str, Any]:
-    data = leaf.leaf_data or b""
+    data = leaf.event or b""
     try:
         event: Any = decode_leaf_data(data)
     except ValueError as e:
@@ -523,7 +688,7 @@ def _event_line(leaf: Leaf) -> dict[str, Any]:
     return {
         "leaf_index": leaf.leaf_index,
         "notification_id": leaf.notification_id,
-        "leaf_data": base64.b64encode(data).decode(),
+        "event_data": base64.b64encode(data).decode(),
         "event": event,
     }
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from dataclasses import dataclass
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import add as _add
@@ -82,20 +83,107 @@ def unframe_event(data: bytes) -> tuple[bytes, int, str, bytes]:
     return oid, version, data[_FRAME_HEAD.size : end].decode("utf-8"), data[end:]
 
 
+# --------------------------------------------------------------------------- byte layouts
+@dataclass(frozen=True)
+class LayoutField:
+    """One field of a fixed byte layout: its name, struct code (big-endian) and what it holds."""
+
+    name: str
+    code: str
+    meaning: str
+
+    @property
+    def size(self) -> int:
+        return struct.calcsize(">" + self.code)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A fixed byte layout, defined once: the code packs with ``struct`` and the docs render from it."""
+
+    title: str
+    fields: tuple[LayoutField, ...]
+
+    @property
+    def format(self) -> struct.Struct:
+        return struct.Struct(">" + "".join(f.code for f in self.fields))
+
+    @property
+    def size(self) -> int:
+        return self.format.size
+
+    def offsets(self) -> list[tuple[int, LayoutField]]:
+        out, offset = [], 0
+        for f in self.fields:
+            out.append((offset, f))
+            offset += f.size
+        return out
+
+    def render(self) -> str:
+        """The layout as the README shows it (a fenced block): offset, size, field, meaning."""
+        lines = [f"{self.title}: {self.size} bytes", "", "offset  size  field"]
+        for offset, f in self.offsets():
+            lines.append(f"{offset:>6}  {f.size:>4}  {f.name}: {f.meaning}")
+        return "```\n" + "\n".join(lines) + "\n```"
+
+
 # --------------------------------------------------------------------------- tree heads
-TREE_HEAD_PREFIX = b"trialaudit/NCT05214014/tree-head/v1\x00"
-_TREE_HEAD = struct.Struct(">QQ32s")
+TREE_HEAD_DOMAIN = b"trialaudit/NCT05214014/tree-head/v1"
+TREE_HEAD_PREFIX = TREE_HEAD_DOMAIN + b"\x00"
+TREE_HEAD_LAYOUT = Layout("Signed tree head (the bytes the Ed25519 signature covers)", (
+    LayoutField("domain", f"{len(TREE_HEAD_DOMAIN)}s", f'ASCII "{TREE_HEAD_DOMAIN.decode()}"'),
+    LayoutField("separator", "x", "one 0x00 byte"),
+    LayoutField("tree size", "Q", "number of leaves, unsigned big-endian"),
+    LayoutField("timestamp", "Q", "milliseconds since 1970-01-01T00:00:00Z, unsigned big-endian"),
+    LayoutField("root hash", "32s", "RFC 9162 Merkle tree hash (SHA-256)"),
+))
+_TREE_HEAD = TREE_HEAD_LAYOUT.format
 
 
 def tree_head_bytes(tree_size: int, timestamp_ms: int, root: bytes) -> bytes:
-    """The exact bytes an Ed25519 tree-head signature covers (documented in the README).
-
-    ASCII ``trialaudit/NCT05214014/tree-head/v1`` || 0x00 || tree size (8 bytes, big-endian) ||
-    timestamp in milliseconds since the Unix epoch, UTC (8 bytes, big-endian) || root hash (32 bytes).
-    """
+    """The exact bytes an Ed25519 tree-head signature covers: TREE_HEAD_LAYOUT."""
     if len(root) != HASH_SIZE:
         raise ValueError("a root hash has 32 bytes")
-    return TREE_HEAD_PREFIX + _TREE_HEAD.pack(tree_size, timestamp_ms, root)
+    return _TREE_HEAD.pack(TREE_HEAD_DOMAIN, tree_size, timestamp_ms, root)
+
+
+# --------------------------------------------------------------------------- leaves, format 1
+#: Leaf data of format 1 (events sealed since this format): it commits to the event without
+#: carrying it. Older leaves are the whole frame (frame_event); a store records from which
+#: notification id on it seals format 1 (merkle_formats), and a leaf of exactly LEAF_V1_SIZE
+#: bytes starting with 0x01 is format 1 wherever it is read.
+LEAF_V1 = 1
+LEAF_V1_LAYOUT = Layout("Leaf data, format 1", (
+    LayoutField("format", "B", "0x01"),
+    LayoutField("event digest", "32s", "SHA-256 of the event's frame (originator id, version, topic, stored state)"),
+    LayoutField("subject", "32s", "commitment to the participant the event belongs to (32 zero bytes: none)"),
+    LayoutField("notification id", "Q", "the event's position in the store, unsigned big-endian"),
+))
+LEAF_V1_SIZE = LEAF_V1_LAYOUT.size
+_LEAF_V1 = LEAF_V1_LAYOUT.format
+NO_SUBJECT = bytes(HASH_SIZE)
+SUBJECT_DOMAIN = b"trialaudit/NCT05214014/subject/v1\x00"
+
+
+def leaf_v1(event_digest: bytes, subject: bytes, notification_id: int) -> bytes:
+    return _LEAF_V1.pack(LEAF_V1, event_digest, subject, notification_id)
+
+
+def is_leaf_v1(data: bytes) -> bool:
+    return len(data) == LEAF_V1_SIZE and data[0] == LEAF_V1
+
+
+def parse_leaf_v1(data: bytes) -> tuple[bytes, bytes, int]:
+    """(event digest, subject commitment, notification id) of a format-1 leaf."""
+    if not is_leaf_v1(data):
+        raise ValueError("not a format-1 leaf")
+    _, digest, subject, nid = _LEAF_V1.unpack(data)
+    return digest, subject, nid
+
+
+def subject_commitment(salt: bytes, participant: bytes) -> bytes:
+    """SHA-256(domain || salt || participant UUID bytes): binding, and hiding while the salt is secret."""
+    return _sha256(SUBJECT_DOMAIN + salt + participant).digest()
 
 
 # --------------------------------------------------------------------------- roots

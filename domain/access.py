@@ -50,6 +50,10 @@ POLICY: dict[str, frozenset[str]] = {
     "audit.read": frozenset({"admin", "investigator", "coordinator", "monitor", "data_manager", "inspector"}),
     "audit.report.read": frozenset({"monitor", "data_manager", "inspector"}),
     "audit.report.sign": frozenset({"monitor", "data_manager"}),
+    # the integrity log's leaves (format 1: digests and subject commitments only) are read by the
+    # oversight roles (not investigators or coordinators); an old-format leaf carries its event, so its data goes to inspectors only
+    "integrity.leaves": frozenset({"admin", "monitor", "data_manager", "inspector"}),
+    "integrity.leaf_events": frozenset({"inspector"}),
 }
 
 

@@ -16,13 +16,21 @@ batch. The recorder keeps the tree's right edge (frontier) in memory and checks 
 stored log in the same transaction by one indexed read of the last leaf (tree size and hash): if
 another process appended meanwhile, the frontier is reloaded (O(log n) rows); a rolled-back
 transaction drops it. Then it inserts the new leaves and the nodes they complete: O(1) amortised
-per event. When a head signer is attached and the last head is older than
-``head_interval_seconds``, it also signs and stores a head in the same transaction.
+per event. With a head signer attached, every sealing transaction signs a head over the log as it
+leaves it and keeps it in its last leaf's row (``seal_ts``, ``seal_signature``: the *tail seal*, no
+extra row), and once the last head in merkle_heads is ``head_interval_seconds`` old it stores one
+there too. A sealer that must reload the frontier (the log changed under it) requires the stored tail
+to be covered by a valid tail seal or head of our key, and refuses otherwise (UncoveredLeaves): a
+forged event appended with a correct leaf is never built on nor signed over.
+
+Leaves are of format 1 (application/merkle.py LEAF_V1_LAYOUT, kept in ``leaf_data``); stores written
+by older code keep their old-format leaves (``leaf_data`` NULL: the leaf data is the event's frame).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import struct
@@ -35,11 +43,16 @@ from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
+from binascii import unhexlify
+
+import orjson
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from application import merkle as M
+from application.audit_index import participant_of, topic_aggregate_type
+from domain.errors import Conflict
 from application.integrity import Leaf, SignedHead, now_ms
 from infrastructure import leaf_hasher
 from infrastructure.leaf_hasher import frame_row, leaf_hashes, originator_bytes
@@ -47,7 +60,9 @@ from infrastructure.store import AppendOnlyPostgresRecorder, AppendOnlySQLiteRec
 
 __all__ = ["MerkleLog", "MerkleSQLiteRecorder", "MerklePostgresRecorder", "attach_head_signer", "frame", "originator_bytes"]
 
-LEAVES, NODES, HEADS = "merkle_leaves", "merkle_nodes", "merkle_heads"
+LEAVES, NODES, HEADS, ALARMS = "merkle_leaves", "merkle_nodes", "merkle_heads", "merkle_alarms"
+#: the key of the subject commitments, in the data directory (mode 0600), like signing.key
+SUBJECT_KEY_FILE = "subject.key"
 _first = itemgetter(0)
 log = logging.getLogger(__name__)
 
@@ -65,25 +80,142 @@ def _leaf_hash(originator: bytes, version: int, topic: bytes, state: bytes) -> b
     return _sha256(_LEAF_HEAD(b"\x00", originator, version, len(topic)) + topic + state).digest()
 
 
+_UNSEEN = object()
+_PID_KEY = b'"participant_id"'
+_FRAME_PACK = struct.Struct(">16sQI").pack
+
+
+class SubjectTracker:
+    """The participant each event belongs to, learned in log order by the audit trail's rule
+    (``application.audit_index.participant_of``), and the commitment a format-1 leaf carries.
+
+    Commitment to participant P (16 UUID bytes): SHA-256(subject domain || salt || P) with
+    salt = HMAC-SHA256(subject key, P). The subject key is kept outside the database
+    (``subject.key`` in the data directory); a bundle for P opens the commitment by giving the salt.
+    Ids are kept as 16 bytes. ``lookup(aggregate id)``, when given, is asked about an aggregate first
+    seen after its first event (the sealer, in a new process): it replays the earlier events.
+    """
+
+    def __init__(self, key: bytes | None, lookup: Any = None):
+        self.key = key or b""
+        self.lookup = lookup
+        self.known: dict[bytes, bytes | None] = {}
+        self._commitments: dict[bytes | None, bytes] = {None: M.NO_SUBJECT}
+        self._types: dict[str, str] = {}
+
+    def aggregate_type(self, topic: str) -> str:
+        t = self._types.get(topic)
+        if t is None:
+            try:
+                t = topic_aggregate_type(topic)
+            except Exception:  # a topic no class answers (tampered, or code removed): its own spelling
+                t = topic.partition(":")[2].split(".")[0]
+            self._types[topic] = t
+        return t
+
+    def observe(self, topic: str, aggregate: bytes, version: int, state: bytes) -> bytes | None:
+        """The participant (16 bytes) this event belongs to, or None; remembered for its aggregate."""
+        atype = self._types.get(topic) or self.aggregate_type(topic)
+        own = None
+        if atype != "Participant" and _PID_KEY in state:
+            try:
+                value = orjson.loads(state)
+                text = value.get("participant_id") if type(value) is dict else None
+                own = UUID(str(text)).bytes if text else None
+            except (orjson.JSONDecodeError, ValueError, TypeError):
+                own = None
+        known = self.known.get(aggregate, _UNSEEN)
+        if known is _UNSEEN:
+            known = None
+            if version > 1 and self.lookup is not None and atype != "Participant" and own is None:
+                known = self.lookup(aggregate, version)
+        participant = participant_of(atype, aggregate, own, known)
+        self.known[aggregate] = participant
+        return participant
+
+    def salt(self, participant: bytes) -> bytes:
+        return hmac.digest(self.key, participant, "sha256")
+
+    def commitment(self, participant: bytes | None) -> bytes:
+        c = self._commitments.get(participant)
+        if c is None:
+            c = self._commitments[participant] = M.subject_commitment(self.salt(participant), participant)
+        return c
+
+    def v1_leaves(self, rows: Sequence[tuple], *, uuid_ids: bool) -> list[bytes]:
+        """The format-1 leaf data of event rows ``(nid, originator id, version, topic bytes, state)`` as
+        verify reads them (originator ids as UUIDs, or as 32 ASCII hex digits): ``leaf`` per row,
+        inlined (the hot loop of verify on a format-1 log). Raises on a row that does not frame."""
+        out = []
+        append = out.append
+        known = self.known
+        commitments = self._commitments
+        types = self._types
+        texts: dict[bytes, tuple[str, str]] = {}
+        sha = _sha256
+        pack = _FRAME_PACK
+        leaf_pack = M.leaf_v1
+        for nid, o, version, topic, state in rows:
+            oid = o.bytes if uuid_ids else unhexlify(o)
+            if len(oid) != 16 or version < 0:
+                raise ValueError("not a stored event")
+            info = texts.get(topic)
+            if info is None:
+                text = topic.decode("utf-8")
+                info = texts[topic] = (text, types.get(text) or self.aggregate_type(text))
+            if type(state) is not bytes:
+                state = bytes(state)
+            digest = sha(pack(oid, version, len(topic)) + topic + state).digest()
+            if info[1] == "Participant":
+                participant = oid
+            elif _PID_KEY in state:
+                participant = self.observe(info[0], oid, version, state)
+            else:
+                participant = known.get(oid)
+            known[oid] = participant
+            c = commitments.get(participant)
+            if c is None:
+                c = self.commitment(participant)
+            append(leaf_pack(digest, c, nid))
+        return out
+
+    def leaf(self, nid: int, oid: bytes, version: int, topic: bytes, topic_text: str, state: bytes) -> bytes:
+        """The format-1 leaf data of a stored event (observing it)."""
+        digest = _sha256(_FRAME_PACK(oid, version, len(topic)) + topic + state).digest()
+        return M.leaf_v1(digest, self.commitment(self.observe(topic_text, oid, version, state)), nid)
+
+
 class _Sql:
     """The few statements of the Merkle log, for one dialect and schema."""
 
-    def __init__(self, *, pg: bool, leaves: str, nodes: str, heads: str, events: str, nid: str):
+    def __init__(self, *, pg: bool, leaves: str, nodes: str, heads: str, events: str, nid: str, alarms: str):
         self.pg = pg
+        self.alarms = alarms
         self.leaves, self.nodes, self.heads, self.events, self.nid = leaves, nodes, heads, events, nid
         p = "%s" if pg else "?"
         self.p = p
-        self.last_leaf = f"SELECT leaf_index, leaf_hash FROM {leaves} ORDER BY leaf_index DESC LIMIT 1"
-        self.insert_leaves = f"INSERT INTO {leaves} (leaf_index, notification_id, leaf_hash) VALUES ({p},{p},{p})"
+        self.last_leaf = (f"SELECT leaf_index, leaf_hash, seal_ts, seal_signature FROM {leaves} "
+                          f"ORDER BY leaf_index DESC LIMIT 1")
+        self.last_seal = (f"SELECT leaf_index, seal_ts, seal_signature FROM {leaves} WHERE seal_signature IS NOT NULL "
+                          f"ORDER BY leaf_index DESC LIMIT 1")
+        self.insert_leaves = (
+            f"INSERT INTO {leaves} (leaf_index, notification_id, leaf_hash, leaf_data, seal_ts, seal_signature) "
+            f"VALUES ({p},{p},{p},{p},{p},{p})"
+        )
         self.insert_nodes = f"INSERT INTO {nodes} (node_id, hash) VALUES ({p},{p})"
         self.insert_head = (
             f"INSERT INTO {heads} (tree_size, root_hash, timestamp_ms, signature, public_key) VALUES ({p},{p},{p},{p},{p})"
             + (" RETURNING head_id" if pg else "")
         )
         self.last_head_time = f"SELECT MAX(timestamp_ms) AS t FROM {heads}"
+        self.last_head = (
+            f"SELECT head_id, tree_size, root_hash, timestamp_ms, signature, public_key FROM {heads} "
+            f"ORDER BY head_id DESC LIMIT 1"
+        )
         self.select_heads = f"SELECT head_id, tree_size, root_hash, timestamp_ms, signature, public_key FROM {heads}"
         self.join_events = (
             f"SELECT l.leaf_index AS leaf_index, l.notification_id AS nid, l.leaf_hash AS leaf_hash, "
+            f"l.leaf_data AS leaf_data, "
             f"e.originator_id AS oid, e.originator_version AS version, e.topic AS topic, e.state AS state "
             f"FROM {leaves} l LEFT JOIN {events} e ON e.{nid} = l.notification_id "
         )
@@ -93,14 +225,23 @@ class _Sql:
 
 
 def _sqlite_sql(events_table: str) -> _Sql:
-    return _Sql(pg=False, leaves=LEAVES, nodes=NODES, heads=HEADS, events=events_table, nid="rowid")
+    return _Sql(pg=False, leaves=LEAVES, nodes=NODES, heads=HEADS, events=events_table, nid="rowid", alarms=ALARMS)
 
 
 def _pg_sql(schema: str, events_table: str) -> _Sql:
     def q(name: str) -> str:
         return '"{}"."{}"'.format(schema.replace('"', '""'), name.replace('"', '""'))
 
-    return _Sql(pg=True, leaves=q(LEAVES), nodes=q(NODES), heads=q(HEADS), events=q(events_table), nid="notification_id")
+    return _Sql(pg=True, leaves=q(LEAVES), nodes=q(NODES), heads=q(HEADS), events=q(events_table), nid="notification_id",
+                alarms=q(ALARMS))
+
+
+class UncoveredLeaves(ProgrammingError, Conflict):
+    """The stored log ends in leaves that no signed head made with our key covers: refuse to extend it
+    (409 over HTTP: the write conflicts with the state of the log; nothing is stored)."""
+
+    def __init__(self, message: str):
+        Conflict.__init__(self, message)
 
 
 class _Sealing:
@@ -108,7 +249,11 @@ class _Sealing:
 
     #: Attached by the composition root: an object with ``public_key`` and ``sign(bytes)``.
     head_signer: Any = None
+    #: The key of the subject commitments (SubjectTracker), attached with the signer.
+    subject_key: bytes | None = None
     head_interval_seconds: float = 10.0
+    #: 1: format-1 leaves and a head per transaction; 0: as older code sealed (upgrade tests only)
+    leaf_format: int = 1
     merkle_sql: _Sql
 
     def _init_sealing(self) -> None:
@@ -116,17 +261,21 @@ class _Sealing:
         # notification id of the last leaf).
         # Only a hint: every seal checks it against the stored log inside the write transaction.
         self._frontier_cache: tuple[M.Frontier, bytes | None, int] | None = None
-        self._last_head_ms: int | None = None
         self._seal_lock = threading.Lock()
         self._topic_bytes: dict[str, bytes] = {}
+        self._subjects: SubjectTracker | None = None
+        self._last_head_ms: int | None = None
 
     def _seal(self, curs: Any, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]) -> None:
         """Append these stored events (all the events of a transaction, or of a group-committed
-        batch) to the log: their leaves, the nodes they complete, maybe a signed head.
+        batch) to the log: their format-1 leaves, the nodes they complete and a signed head.
 
         The cached frontier is checked against the stored log in this transaction, under the write
         lock, by one indexed read of the last leaf (tree size and hash). When another process (or a
-        rolled-back transaction) made it stale, the frontier is reloaded from the stored nodes.
+        rolled-back transaction) made it stale, the frontier is reloaded from the stored nodes, and
+        the stored tail must be covered by a signed head made with our key (every sealing
+        transaction signs one), else the seal refuses (UncoveredLeaves): leaves appended behind
+        the server's back are never built on nor signed over.
         On SQLite the read is skipped when the first new event's rowid follows the last one this
         recorder sealed: SQLite gives a new row the largest rowid plus one, so no event (and so no
         leaf) was committed by anyone since.
@@ -152,31 +301,81 @@ class _Sealing:
             row = curs.fetchone()
             size, last = (row["leaf_index"] + 1, bytes(row["leaf_hash"])) if row else (0, None)
             if cached is None or cached[0].size != size or cached[1] != last:
-                cached = (self._load_frontier(curs, size), last, -2)  # first seal, or another process appended
+                frontier = self._load_frontier(curs, size)  # first seal, or another process appended
+                if self.leaf_format:
+                    self._check_covered(curs, frontier, row)
+                cached = (frontier, last, -2)
         frontier = cached[0]  # extended in place: the cache is set again only once all is written
+        if self.leaf_format == 0:
+            self._seal_old_format(curs, frontier, pairs)
+            return
+        subjects = self._subjects
+        if subjects is None:
+            subjects = self._subjects = SubjectTracker(self.subject_key)
+        subjects.lookup = lambda aggregate, version: self._replay_subject(curs, subjects, aggregate, version)
         index = frontier.size
+        leaf = subjects.leaf
         for nid, event in pairs:
             t = topics.get(event.topic)
             if t is None:
                 t = topics[event.topic] = event.topic.encode("utf-8")
-            h = _leaf_hash(originator_bytes(event.originator_id), event.originator_version, t, event.state)
-            leaf_rows.append((index, nid, h))
+            data = leaf(nid, originator_bytes(event.originator_id), event.originator_version, t, event.topic,
+                        event.state)
+            leaf_rows.append((index, nid, _sha256(b"\x00" + data).digest(), data, None, None))
             index += 1
+        subjects.lookup = None
         node_rows = frontier.extend([r[2] for r in leaf_rows], M.STORED_LEVEL)
+        root = frontier.root()
+        signer = self.head_signer
+        if signer is not None:  # the tail seal: a signed head over the log as this transaction leaves it
+            ts = now_ms()
+            leaf_rows[-1] = (*leaf_rows[-1][:4], ts, signer.sign(M.tree_head_bytes(frontier.size, ts, root)))
         if len(leaf_rows) == 1:
             curs.execute(sql.insert_leaves, leaf_rows[0])
         else:
             curs.executemany(sql.insert_leaves, leaf_rows)
         if node_rows:
             curs.executemany(sql.insert_nodes, node_rows)
-        self._maybe_sign_head(curs, frontier)
+        self._maybe_sign_head(curs, frontier, root)
         with self._seal_lock:
             self._frontier_cache = (frontier, leaf_rows[-1][2], leaf_rows[-1][1])
+
+    def _seal_old_format(self, curs: Any, frontier: M.Frontier, pairs: Any) -> None:
+        """As code before 2026-12 sealed: the leaf data is the event's frame (not stored), and no head
+        (heads came at intervals). Kept to build the stores that upgrades and tests start from."""
+        sql = self.merkle_sql
+        rows = []
+        index = frontier.size
+        for nid, event in pairs:
+            data = frame(event.originator_id, event.originator_version, event.topic, event.state)
+            rows.append((index, nid, M.leaf_hash(data), None, None, None))
+            index += 1
+        curs.executemany(sql.insert_leaves, rows)
+        node_rows = frontier.extend([r[2] for r in rows], M.STORED_LEVEL)
+        if node_rows:
+            curs.executemany(sql.insert_nodes, node_rows)
+
+    def _replay_subject(self, curs: Any, subjects: SubjectTracker, aggregate: bytes, version: int) -> bytes | None:
+        """The participant of an aggregate this process has not seen yet: its earlier events, replayed."""
+        sql = self.merkle_sql
+        oid: Any = UUID(bytes=aggregate) if sql.pg else UUID(bytes=aggregate).hex
+        curs.execute(
+            f"SELECT originator_version AS v, topic, state FROM {sql.events} WHERE originator_id = {sql.p} "
+            f"AND originator_version < {sql.p} ORDER BY originator_version", (oid, version)
+        )
+        lookup, subjects.lookup = subjects.lookup, None
+        try:
+            for row in curs.fetchall():
+                subjects.observe(row["topic"], aggregate, row["v"], bytes(row["state"]))
+        finally:
+            subjects.lookup = lookup
+        return subjects.known.get(aggregate)
 
     def _seal_rolled_back(self) -> None:
         """Sealed rows were rolled back (or may have been): forget what was cached from them."""
         with self._seal_lock:
             self._frontier_cache = None
+            self._subjects = None  # it may have learned from events that were rolled back
         self._last_head_ms = None
 
     def _load_frontier(self, curs: Any, size: int) -> M.Frontier:
@@ -184,7 +383,53 @@ class _Sealing:
         hashes = _fetch_nodes(curs, self.merkle_sql, wanted)
         return M.Frontier(size, [hashes[n] for n in wanted])
 
-    def _maybe_sign_head(self, curs: Any, frontier: M.Frontier) -> None:
+    def _check_covered(self, curs: Any, frontier: M.Frontier, last_leaf: Any) -> None:
+        """Refuse to build on leaves that no signed head made with our key covers: the last leaf's tail
+        seal, else the last head in merkle_heads (a store adopted from older code, an operator's head)."""
+        signer = self.head_signer
+        if signer is None or frontier.size == 0:
+            return
+        from infrastructure.signing import verify_signature
+
+        root = frontier.root()
+        if last_leaf is not None and last_leaf["seal_signature"] is not None:
+            signed = M.tree_head_bytes(frontier.size, last_leaf["seal_ts"], root)
+            if verify_signature(signer.public_key, bytes(last_leaf["seal_signature"]), signed):
+                return
+        curs.execute(self.merkle_sql.last_head)
+        row = curs.fetchone()
+        problem = None
+        if row is None:
+            problem = "no signed head covers them"
+        else:
+            size, root, ts = row["tree_size"], bytes(row["root_hash"]), row["timestamp_ms"]
+            if bytes(row["public_key"]) != signer.public_key:
+                problem = "the last signed head was not made with this server's key"
+            elif size != frontier.size or root != frontier.root():
+                problem = f"the last signed head covers {size} leaves with another root"
+            elif not verify_signature(signer.public_key, bytes(row["signature"]), M.tree_head_bytes(size, ts, root)):
+                problem = "the last signed head's signature does not verify"
+        if problem is not None:
+            message = (f"refusing to extend the integrity log: it ends at {frontier.size} leaves and {problem}; "
+                       f"leaves were appended behind the server's back (run `trialaudit verify`)")
+            log.critical(message)
+            # recorded apart from this transaction, which is rolled back (another thread: this one
+            # still holds the write connection)
+            threading.Thread(target=self._record_alarm, args=(frontier.size, message), daemon=True).start()
+            raise UncoveredLeaves(message)
+
+    def _record_alarm(self, tree_size: int, message: str) -> None:
+        sql = self.merkle_sql
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(f"INSERT INTO {sql.alarms} (at_ms, tree_size, message) VALUES ({sql.p},{sql.p},{sql.p})",
+                             (now_ms(), tree_size, message))
+        except Exception:  # the log line above stays; never hide the refusal behind this
+            log.exception("could not record the integrity alarm")
+
+    def _maybe_sign_head(self, curs: Any, frontier: M.Frontier, root: bytes) -> None:
+        """Keep a head in merkle_heads once the last one is ``head_interval_seconds`` old (the heads
+        GET /integrity/head serves and verify localises rewrites by; the tail seal covers the rest)."""
         signer = self.head_signer
         if signer is None:
             return
@@ -196,7 +441,6 @@ class _Sealing:
         now = now_ms()
         if now - self._last_head_ms < self.head_interval_seconds * 1000:
             return
-        root = frontier.root()
         signature = signer.sign(M.tree_head_bytes(frontier.size, now, root))
         curs.execute(sql.insert_head, (frontier.size, root, now, signature, signer.public_key))
         if sql.pg:
@@ -254,7 +498,8 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
         statements = [
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {LEAVES} (leaf_index INTEGER PRIMARY KEY, "
-            "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL)",
+            "notification_id INTEGER NOT NULL, leaf_hash BLOB NOT NULL, leaf_data BLOB, seal_ts INTEGER, "
+            "seal_signature BLOB)",
             # No index by notification id on SQLite: a leaf's index is its event's rowid less the first
             # leaf's (rowids have no gaps), found by primary key (MerkleLog._sqlite_leaves_of). The index
             # cost a page write in every sealed commit. Stores made before 2026-11-27 lose it here.
@@ -262,14 +507,26 @@ class MerkleSQLiteRecorder(_Sealing, AppendOnlySQLiteRecorder):
             f"CREATE TABLE IF NOT EXISTS {NODES} (node_id INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {HEADS} (head_id INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, "
             "root_hash BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, signature BLOB NOT NULL, public_key BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {ALARMS} (alarm_id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, "
+            "tree_size INTEGER NOT NULL, message TEXT NOT NULL)",
         ]
-        for table in (LEAVES, NODES, HEADS):
+        for table in (LEAVES, NODES, HEADS, ALARMS):
             for op in ("UPDATE", "DELETE"):
                 statements.append(
                     f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_{op.lower()} BEFORE {op} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, 'the integrity log is append-only: {op} refused'); END"
                 )
         return statements
+
+    def create_table(self) -> None:
+        super().create_table()
+        # leaf_data (format-1 leaves) came in 2026-12; older stores gain the column (NULL: old format)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(f"PRAGMA table_info({LEAVES})")
+            columns = {row["name"] for row in curs.fetchall()}
+            for name, kind in (("leaf_data", "BLOB"), ("seal_ts", "INTEGER"), ("seal_signature", "BLOB")):
+                if name not in columns:
+                    curs.execute(f"ALTER TABLE {LEAVES} ADD COLUMN {name} {kind}")
 
 
 class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
@@ -285,6 +542,8 @@ class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
                 "CREATE TABLE IF NOT EXISTS {}.{} (leaf_index bigint PRIMARY KEY, "
                 "notification_id bigint NOT NULL, leaf_hash bytea NOT NULL)"
             ).format(s, Identifier(LEAVES)),
+            SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS leaf_data bytea, ADD COLUMN IF NOT EXISTS seal_ts bigint, "
+                "ADD COLUMN IF NOT EXISTS seal_signature bytea").format(s, Identifier(LEAVES)),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (notification_id)").format(
                 Identifier(f"{LEAVES}_by_notification"), s, Identifier(LEAVES)
             ),
@@ -295,8 +554,12 @@ class MerklePostgresRecorder(_Sealing, AppendOnlyPostgresRecorder):
                 "CREATE TABLE IF NOT EXISTS {}.{} (head_id bigserial PRIMARY KEY, tree_size bigint NOT NULL, "
                 "root_hash bytea NOT NULL, timestamp_ms bigint NOT NULL, signature bytea NOT NULL, public_key bytea NOT NULL)"
             ).format(s, Identifier(HEADS)),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} (alarm_id bigserial PRIMARY KEY, at_ms bigint NOT NULL, "
+                "tree_size bigint NOT NULL, message text NOT NULL)"
+            ).format(s, Identifier(ALARMS)),
         ]
-        for table in (LEAVES, NODES, HEADS):
+        for table in (LEAVES, NODES, HEADS, ALARMS):
             self.sql_create_statements += [
                 SQL(
                     "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE OR DELETE ON {}.{} FOR EACH ROW EXECUTE FUNCTION {}.{}()"
@@ -347,10 +610,11 @@ class MerkleLog:
             return _fetch_nodes(curs, self.sql, nodes)
 
     def _leaf(self, row: Any) -> Leaf:
-        data = None
+        event = None
         if row["state"] is not None:
-            data = frame(row["oid"], row["version"], row["topic"], bytes(row["state"]))
-        return Leaf(row["leaf_index"], row["nid"], bytes(row["leaf_hash"]), data)
+            event = frame(row["oid"], row["version"], row["topic"], bytes(row["state"]))
+        data = bytes(row["leaf_data"]) if row["leaf_data"] is not None else event
+        return Leaf(row["leaf_index"], row["nid"], bytes(row["leaf_hash"]), data, event)
 
     def leaves(self, start: int, limit: int) -> list[Leaf]:
         p = self.sql.p
@@ -389,34 +653,36 @@ class MerkleLog:
             for start in range(0, len(guesses), 500):
                 chunk = guesses[start : start + 500]
                 curs.execute(
-                    f"SELECT leaf_index, notification_id, leaf_hash FROM {sql.leaves} "
+                    f"SELECT leaf_index, notification_id, leaf_hash, leaf_data FROM {sql.leaves} "
                     f"WHERE leaf_index IN ({sql.many(len(chunk))})", chunk
                 )
                 for row in curs.fetchall():
-                    found[row["notification_id"]] = (row["leaf_index"], bytes(row["leaf_hash"]))
+                    data = row["leaf_data"]
+                    found[row["notification_id"]] = (row["leaf_index"], bytes(row["leaf_hash"]),
+                                                     None if data is None else bytes(data))
             out = []
             for e in events:
                 hit = found.get(e["nid"]) or self._bisect_leaf(curs, e["nid"])
                 if hit is not None:
-                    leaf_index, leaf_hash = hit
-                    out.append(Leaf(leaf_index, e["nid"], leaf_hash,
-                                    frame(e["oid"], e["version"], e["topic"], bytes(e["state"]))))
+                    leaf_index, leaf_hash, leaf_data = hit
+                    event = frame(e["oid"], e["version"], e["topic"], bytes(e["state"]))
+                    out.append(Leaf(leaf_index, e["nid"], leaf_hash, leaf_data or event, event))
         out.sort(key=lambda leaf: leaf.leaf_index)
         return out
 
-    def _bisect_leaf(self, curs: Any, nid: int) -> tuple[int, bytes] | None:
+    def _bisect_leaf(self, curs: Any, nid: int) -> tuple[int, bytes, bytes | None] | None:
         sql = self.sql
         curs.execute(sql.last_leaf)
         row = curs.fetchone()
         lo, hi = 0, (row["leaf_index"] if row else -1)
         while lo <= hi:
             mid = (lo + hi) // 2
-            curs.execute(f"SELECT notification_id, leaf_hash FROM {sql.leaves} WHERE leaf_index = ?", (mid,))
+            curs.execute(f"SELECT notification_id, leaf_hash, leaf_data FROM {sql.leaves} WHERE leaf_index = ?", (mid,))
             row = curs.fetchone()
             if row is None:  # a gap in the leaves (tampered): no answer by bisection
                 return None
             if row["notification_id"] == nid:
-                return mid, bytes(row["leaf_hash"])
+                return mid, bytes(row["leaf_hash"]), None if row["leaf_data"] is None else bytes(row["leaf_data"])
             if row["notification_id"] < nid:
                 lo = mid + 1
             else:
@@ -435,6 +701,18 @@ class MerkleLog:
 
     def heads(self) -> list[SignedHead]:
         return [self._head(r) for r in self._rows(self.sql.select_heads + " ORDER BY head_id")]
+
+    def tail_seal(self) -> tuple[int, int, bytes] | None:
+        """(tree size, timestamp ms, signature) of the last leaf that carries a tail seal, if any."""
+        rows = self._rows(self.sql.last_seal)
+        if not rows:
+            return None
+        return rows[0]["leaf_index"] + 1, rows[0]["seal_ts"], bytes(rows[0]["seal_signature"])
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """The sealer's recorded refusals (leaves no head covers), oldest first."""
+        rows = self._rows(f"SELECT alarm_id, at_ms, tree_size, message FROM {self.sql.alarms} ORDER BY alarm_id")
+        return [dict(r) for r in rows]
 
     def latest_head(self) -> SignedHead | None:
         rows = self._rows(self.sql.select_heads + " ORDER BY tree_size DESC, head_id DESC LIMIT 1")
@@ -458,18 +736,79 @@ class MerkleLog:
             (after_notification_id, limit),
         )
 
+    def v1_from(self) -> int | None:
+        """The notification id from which on events are sealed in format 1 (None: none are)."""
+        rows = self._tuples(f"SELECT notification_id FROM {self.sql.leaves} WHERE leaf_data IS NOT NULL "
+                            f"ORDER BY leaf_index LIMIT 1")
+        return rows[0][0] if rows else None
+
+    def subjects(self) -> SubjectTracker:
+        return SubjectTracker(self.recorder.subject_key)
+
+    def _scan_state(self, after: int) -> tuple[SubjectTracker, int | None]:
+        """The subject tracker of a pass in log order, as it stands after this notification id
+        (a new pass from the start, or the one the fast pages left; primed by replay otherwise)."""
+        state = self._pass
+        if state is None or after == 0 or state[2] > after:
+            v1 = self.v1_from()
+            tracker = self.subjects()
+            if after > 0 and v1 is not None:
+                self._observe_upto(tracker, after)
+            state = self._pass = (tracker, v1, after)
+        return state[0], state[1]
+
+    def _observe_upto(self, tracker: SubjectTracker, upto: int) -> None:
+        after = 0
+        while True:
+            rows = [r for r in self._event_rows(after, 20_000) if r[0] <= upto]
+            for nid, oid, version, topic, state in rows:
+                try:
+                    tracker.observe(topic.decode("utf-8"), originator_bytes(oid), version, bytes(state))
+                except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+                    continue
+            if len(rows) < 20_000:
+                return
+            after = rows[-1][0]
+
+    def _leaf_data_of_rows(self, rows: Sequence[tuple], tracker: SubjectTracker, v1: int | None) -> list[bytes | None]:
+        """The leaf data of each event row (format 1 from notification ``v1`` on), None when it does not frame."""
+        if v1 is not None and rows and rows[0][0] >= v1:
+            try:
+                return tracker.v1_leaves(rows, uuid_ids=self.sql.pg)
+            except (ValueError, TypeError, AttributeError, UnicodeDecodeError, struct.error, KeyError):
+                pass  # a row that does not frame: row by row below, which says which
+        out: list[bytes | None] = []
+        for nid, oid, version, topic, state in rows:
+            try:
+                o = originator_bytes(oid)
+                state = bytes(state)
+                if v1 is not None and nid >= v1:
+                    out.append(tracker.leaf(nid, o, version, topic, topic.decode("utf-8"), state))
+                    continue
+                if v1 is not None:
+                    tracker.observe(topic.decode("utf-8"), o, version, state)
+            except (ValueError, TypeError, AttributeError, UnicodeDecodeError, struct.error):
+                out.append(None)
+                continue
+            out.append(frame_row(oid, version, topic, state))
+        return out
+
     def scan_events(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes | None]]:
-        return [(row[0], frame_row(*row[1:])) for row in self._event_rows(after_notification_id, limit)]
+        tracker, v1 = self._scan_state(after_notification_id)
+        rows = self._event_rows(after_notification_id, limit)
+        return list(zip(map(_first, rows), self._leaf_data_of_rows(rows, tracker, v1)))
 
     #: Recompute leaves in a helper process (leaf_hasher.py, on another core) when at least this
     #: many events are left to check (None: never). Smaller logs are done before it would start.
     helper_min_events: int | None = 100_000
+    _pass: tuple[SubjectTracker, int | None, int] | None = None
 
     def leaf_hash_pages(self, after_notification_id: int, page: int) -> Iterator[tuple[array, bytes | None]]:
-        pages = self._local_pages
-        if self._use_helper(after_notification_id):
-            pages = self._helper_pages
-        return pages(after_notification_id, page)
+        self._pass = None
+        tracker, v1 = self._scan_state(after_notification_id)
+        if v1 is None and self._use_helper(after_notification_id):  # the helper knows the old format only
+            return self._helper_pages(after_notification_id, page)
+        return self._local_pages(after_notification_id, page)
 
     def _use_helper(self, after_notification_id: int) -> bool:
         if self.sql.pg or self.helper_min_events is None or (os.cpu_count() or 1) < 2:
@@ -481,9 +820,14 @@ class MerkleLog:
 
     def _local_pages(self, after: int, page: int) -> Iterator[tuple[array, bytes | None]]:
         uuid_ids = self.sql.pg
+        tracker, v1 = self._scan_state(after)
         while True:
             rows = self._event_rows(after, page)
-            hashes = leaf_hashes(rows, uuid_ids=uuid_ids)
+            if v1 is None:
+                hashes = leaf_hashes(rows, uuid_ids=uuid_ids)
+            else:
+                hashes = [None if d is None else _sha256(b"\x00" + d).digest()
+                          for d in self._leaf_data_of_rows(rows, tracker, v1)]
             nids = array("q", map(_first, rows))
             yield nids, (None if None in hashes else b"".join(hashes))  # type: ignore[arg-type]
             if len(rows) < page:
@@ -553,8 +897,14 @@ class MerkleLog:
         )
 
 
-def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float) -> None:
-    """Let the recorder sign a head in the storing transaction once the last one is this old."""
+def attach_head_signer(recorder: Any, signer: Any, interval_seconds: float = 10.0,
+                       subject_key: bytes | None = None) -> None:
+    """Let the recorder seal every storing transaction's tail (a signed head kept in the last leaf's
+    row), keep a head in merkle_heads once the last is ``interval_seconds`` old, and commit leaves to
+    their subject with this key."""
     if isinstance(recorder, _Sealing):
         recorder.head_signer = signer
         recorder.head_interval_seconds = interval_seconds
+        if subject_key is not None:
+            recorder.subject_key = subject_key
+            recorder._subjects = None

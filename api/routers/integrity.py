@@ -1,4 +1,5 @@
-"""The integrity log: signed tree heads, RFC 9162 proofs and the leaves (any authenticated user)."""
+"""The integrity log: signed tree heads and RFC 9162 proofs (any authenticated user: hashes only) and
+the leaves (the oversight roles of domain/access.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import ActorDep, ServicesDep
 from api.schemas import PROBLEMS
 from application.integrity import IntegrityService
+from domain.access import can, require
 from domain.errors import NotFound
 from pydantic import BaseModel, Field
 
@@ -44,7 +46,11 @@ class ConsistencyProof(BaseModel):
 class LeafOut(BaseModel):
     leaf_index: int
     leaf_hash: str = Field(description="SHA-256(0x00 || leaf data), hex")
-    leaf_data: str = Field(description="Base64 of the exact bytes hashed (the framing is documented in the README)")
+    leaf_data: str = Field(description="Base64 of the exact bytes hashed. Format 1: 0x01, the event's digest, the "
+                           "subject commitment, the notification id (73 bytes, no content); format 0 (older "
+                           "events): the whole event, given to inspectors only (empty and withheld otherwise)")
+    format: int = Field(description="1: the leaf commits to its event without carrying it; 0: the old format")
+    withheld: bool = Field(description="True when leaf_data of an old-format leaf is withheld from this role")
 
 
 def _integrity(svc) -> IntegrityService:
@@ -53,15 +59,16 @@ def _integrity(svc) -> IntegrityService:
     return svc.integrity
 
 
-@router.get("/head", response_model=TreeHead)
+@router.get("/head", response_model=TreeHead, responses={409: PROBLEMS[409]})
 def head(actor: ActorDep, svc: ServicesDep):
-    """The latest signed tree head over the whole log (signed now if the log has grown since)."""
+    """The latest signed tree head over the whole log (signed now if the log has grown since); 409 when
+    the log ends in leaves no signature of ours covers (appended behind the server's back)."""
     return _integrity(svc).head().to_json()
 
 
-@router.post("/head", response_model=TreeHead, status_code=201)
+@router.post("/head", response_model=TreeHead, status_code=201, responses={409: PROBLEMS[409]})
 def sign_head(actor: ActorDep, svc: ServicesDep):
-    """Sign a new tree head over the log as it is now (a checkpoint on demand)."""
+    """Sign a new tree head over the log as it is now (a checkpoint on demand); 409 as for GET."""
     return _integrity(svc).sign_head().to_json()
 
 
@@ -85,11 +92,14 @@ def consistency(
     return _integrity(svc).consistency_proof(first, second)
 
 
-@router.get("/leaves", response_model=list[LeafOut])
+@router.get("/leaves", response_model=list[LeafOut], responses={403: PROBLEMS[403]})
 def leaves(
     actor: ActorDep,
     svc: ServicesDep,
     start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ):
-    return _integrity(svc).leaves(start, limit)
+    """The leaves (the oversight roles: admin, monitor, data manager, inspector). A format-1 leaf
+    reveals no content; an old-format leaf's data (its whole event) is given to inspectors only."""
+    require(actor, "integrity.leaves")
+    return _integrity(svc).leaves(start, limit, old_format_data=can(actor, "integrity.leaf_events"))

@@ -136,7 +136,7 @@ def test_leaves_of_an_aggregate_without_the_notification_index(services, randomi
     by_nid = {nid: (index, h) for index, nid, h in log.scan_leaves(-1, 100_000)}
     for aggregate in (uuid.UUID(pid), uuid.UUID(pid2)):
         leaves = log.leaves_of(aggregate)
-        assert leaves and all(M.unframe_event(leaf.leaf_data)[0] == aggregate.bytes for leaf in leaves)
+        assert leaves and all(M.unframe_event(leaf.event)[0] == aggregate.bytes for leaf in leaves)
         assert [leaf.leaf_index for leaf in leaves] == sorted(leaf.leaf_index for leaf in leaves)
         for leaf in leaves:
             assert (leaf.leaf_index, leaf.leaf_hash) == by_nid[leaf.notification_id]
