@@ -232,6 +232,15 @@ def _read_head(path: Path):
         fail(f"{path}: {e.detail}")
 
 
+def _check_snapshots(svc) -> list[str]:
+    """Every stored snapshot against its seal and the replay of its events (issue 13 C.6)."""
+    from infrastructure.store import stored_snapshots
+
+    if svc.app.snapshots is None:
+        return []
+    return svc.app.check_snapshots(stored_snapshots(svc.app.snapshots.recorder))
+
+
 @cli.command()
 def verify(
     head: list[Path] = typer.Option(None, "--head", help="A signed head kept outside the database (JSON) to check too"),
@@ -243,8 +252,11 @@ def verify(
         with _progress_bar("verifying the integrity log") as bar:
             task = bar.add_task("verify", total=None)
             report = svc.integrity.verify(lambda done, total: bar.update(task, completed=done, total=total), extra)
+        snapshot_problems = _check_snapshots(svc)
     finally:
         svc.close()
+    for problem in snapshot_problems:
+        print(f"FAIL: {problem}")
     out.print(
         f"checked {report.events} events, {report.leaves} leaves and {report.heads_checked} signed heads "
         f"in {report.seconds:.2f} s ({report.rate:,.0f} events/s; SHA-256 of 300-byte messages here: "
@@ -253,6 +265,8 @@ def verify(
     out.print(f"root over {report.leaves} leaves: {report.root_hash.hex()}", soft_wrap=True)
     first = report.first_bad
     if first is None:
+        if snapshot_problems:
+            raise typer.Exit(1)
         out.print("[green]OK[/green]: every event is sealed, unchanged and in order; every signed head matches")
         return
     where = "" if first.exact else f" (the first bad leaf lies in {first.first}..{first.last - 1})"

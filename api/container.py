@@ -92,6 +92,7 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
         allocation_seed=_allocation_seed(settings),
         sites=settings.sites,
         max_failed_logins=settings.max_failed_logins,
+        snapshot_key=load_or_create(settings.data_dir / "snapshot.key"),  # seals snapshots (C.6)
     )
     app.audit_site_hours = settings.audit_site_hours
     app.audit_late_entry_days = settings.audit_late_entry_days
