@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
+from application import concealment
 from application.adverse_events import AdverseEventCommands
 from application.audit_queries import AuditQueries
 from application.casebook import CasebookQueries
@@ -37,7 +38,6 @@ from domain.errors import AuthenticationFailed, Conflict, InvalidInput, Locked, 
 from domain.casebook import Casebook
 from domain.lock import StudyLock
 from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
-from domain.randomisation import RULE as ALLOCATION_RULE
 from domain.randomisation import AllocationSequence
 from domain.user import LoginAttempt, User, validate_role_site, validate_username
 
@@ -392,7 +392,11 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         return participant
 
     def _result(self, participant: Participant, notification_id: int, **extra: Any) -> dict[str, Any]:
-        return {**participant_view(participant), "notification_id": notification_id, **extra}
+        # only site roles write participants: the slot is never in a command's result (E.19)
+        if "changes" in extra:
+            extra["changes"] = concealment.changes(None, extra["changes"])
+        return {**concealment.participant(None, participant_view(participant)), "notification_id": notification_id,
+                **extra}
 
     def screen_participant(
         self, actor: Actor, *, screening_number: Any, site: Any, sex: Any, birth_year: Any, source: str = "api"
@@ -455,7 +459,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
             except AggregateNotFoundError:
                 sequence = AllocationSequence.start(stratum, self._allocation_seed, make_stamp(SYSTEM_ACTOR, source="system"))
             slot, arm = sequence.use_next(self._allocation_seed, str(participant.id), stamp)
-            participant.randomise(arm, slot, stratum, ALLOCATION_RULE, stamp)
+            participant.randomise(arm, slot, stratum, sequence.rule, stamp)  # the rule it was drawn by
             visits = self.plan_visits(participant, stamp)  # the schedule, in the same transaction
             try:
                 recordings = self.save(participant, sequence, *visits, *self._before_save((participant,)))
@@ -501,9 +505,10 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
     # ------------------------------------------------------------------ queries
     def get_participant(self, actor: Actor, participant_id: Any, *, as_of: dt.datetime | None = None) -> dict[str, Any]:
         if as_of is None:
-            return participant_view(self._participant_for(actor, participant_id, "participant.read"))
+            return concealment.participant(actor, participant_view(
+                self._participant_for(actor, participant_id, "participant.read")))
         participant = self.participant_as_of(actor, participant_id, as_of)
-        return participant_view(participant)
+        return concealment.participant(actor, participant_view(participant))
 
     def participant_as_of(self, actor: Actor, participant_id: Any, as_of: dt.datetime) -> Participant:
         """The participant as recorded at ``as_of``: the events recorded up to that instant (R17)."""
@@ -543,7 +548,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
 
     def participant_history(self, actor: Actor, participant_id: Any) -> list[dict[str, Any]]:
         participant = self._participant_for(actor, participant_id, "participant.read")
-        return [event_view(e) for e in self.events.get(participant.id)]
+        return [concealment.event(actor, event_view(e)) for e in self.events.get(participant.id)]
 
 
 def replay(events: Iterable[Any], until: dt.datetime | None = None) -> Any:
