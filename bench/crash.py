@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,7 +180,9 @@ class Workload:
         return {"writes": len(writes), "writes_2xx": sum(200 <= o.status < 300 for o in writes),
                 "reads": len(reads), "reads_2xx": sum(200 <= o.status < 300 for o in reads),
                 "5xx": sum(o.status >= 500 for o in self.outcomes),
-                "no_answer": sum(o.status == 0 for o in self.outcomes)}
+                "no_answer": sum(o.status == 0 for o in self.outcomes),
+                "other": dict(Counter(f"{o.kind} {o.status}" for o in self.outcomes
+                                      if not 200 <= o.status < 300 and o.status and o.status < 500))}
 
 
 def lost_writes(url: str, user: str, acknowledged: dict[str, int]) -> list[str]:
