@@ -18,10 +18,10 @@ from bench.crash import PASSWORD, Workload, add_users, cli, store_env
 USERS = ["load0", "load1", "load2", "load3"]
 
 
-def _serve(store_url: str, tmp_path: Path) -> tuple[dict[str, str], Server]:
+def _serve(store_url: str, tmp_path: Path, users: list[str] = USERS) -> tuple[dict[str, str], Server]:
     env = store_env(store_url, tmp_path / "keys")
     assert cli(env, tmp_path, "setup").returncode == 0
-    add_users(env, tmp_path, USERS)
+    add_users(env, tmp_path, users)
     return env, Server({**env, "TRIALAUDIT_WORKERS": "2"}, tmp_path, args=["--workers", "2"])
 
 
@@ -30,11 +30,12 @@ def _errors(load: Workload) -> list[str]:
 
 
 def test_two_workers_under_mixed_load_answer_no_5xx(store_url, tmp_path):
-    env, server = _serve(store_url, tmp_path)
+    users = [*USERS, "load4", "load5"]  # reads on one worker while the other catches up after a write
+    env, server = _serve(store_url, tmp_path, users)
     with server:
-        load = Workload(server.url, USERS)
+        load = Workload(server.url, users)
         load.start()
-        time.sleep(8)
+        time.sleep(10)
         load.stop()
     counts = load.counts()
     assert counts["reads_2xx"] > 50 and counts["writes_2xx"] > 50, counts
