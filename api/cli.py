@@ -299,6 +299,21 @@ def _read_head(path: Path):
         fail(f"{path}: {e.detail}")
 
 
+def _check_snapshots(svc, extra) -> bool:
+    """Every stored snapshot against its seal and the replay of its events (issue 13 C.6); prints each
+    finding; True when every snapshot holds."""
+    from infrastructure.store import stored_snapshots
+
+    if svc.app.snapshots is None:
+        return True
+    problems = svc.app.check_snapshots(stored_snapshots(svc.app.snapshots.recorder))
+    for problem in problems:
+        print(f"FAIL: {problem}")
+    if not problems:
+        out.print("[green]OK[/green]: every snapshot is sealed and equals the replay of its events")
+    return not problems
+
+
 def _report_integrity(report) -> bool:
     """Print the integrity log's findings (the first bad leaf on stdout); True when intact."""
     out.print(
@@ -335,6 +350,7 @@ def _report_alarms(svc) -> None:
 VERIFY_CHECKS: list[tuple[str, object]] = [
     ("integrity log", lambda svc, extra: _report_integrity(_run_verify(svc, extra))),
     ("sealer alarms", lambda svc, extra: _report_alarms(svc) or True),
+    ("snapshots", _check_snapshots),
 ]
 
 

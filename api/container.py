@@ -103,6 +103,7 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
         allocation_seed=_allocation_seed(settings),
         sites=settings.sites,
         max_failed_logins=settings.max_failed_logins,
+        snapshot_key=load_or_create(settings.data_dir / "snapshot.key"),  # seals snapshots (C.6)
     )
     app.accounts = accounts = SQLAccountStore(app.recorder, settings.session_cache_seconds)
     if create_tables:

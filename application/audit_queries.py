@@ -35,6 +35,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from application import concealment
 from application.audit_index import change_from_row
 from application.views import iso
 from domain import access
@@ -411,7 +412,7 @@ class AuditQueries:
         rows = self._page(f, order=order, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        events = [event_row_view(r) for r in rows]
+        events = [concealment.event(actor, event_row_view(r)) for r in rows]  # no slots for site roles (E.19)
         next_cursor = encode_cursor(order, rows[-1]["position"]) if more else None
         used = {**f.used(), "order": order, "limit": limit, "cursor": cursor}
         self._record_access(actor, "events", used, "json", len(events))
@@ -478,7 +479,7 @@ class AuditQueries:
             chunk = io.StringIO() if fmt == "csv" else None
             lines: list[bytes] = []
             for row in rows:
-                view = event_row_view(row)
+                view = concealment.event(actor, event_row_view(row))
                 if chunk is not None:
                     writer = csv.writer(chunk, lineterminator="\r\n")
                     for cells in _csv_rows(row, view["changes"]):
@@ -521,6 +522,8 @@ class AuditQueries:
             raise NotFound(f"no participant with id {participant_id} on the trail")
         zone_name = self.sites.get(site or "", "UTC")
         values = []
+        if concealment.conceals(actor) and concealment.concealed_field(item):
+            rows = []  # the slot and the rule are not shown to site roles (E.19)
         for r in rows:
             values.append({
                 "position": r["position"],

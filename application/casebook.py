@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from application import concealment
 from application.adverse_events import adverse_event_view
 from application.scores import assemble, score_items
 from application.views import event_view, iso, participant_view
@@ -144,7 +145,11 @@ class CasebookQueries:
             raise InvalidInput.one("as_of", "give an instant with its zone, e.g. 2026-03-12T00:00:00Z")
         current = self._casebook_participant(actor, participant_id)
         events = self.casebook_events(current)
-        return self._casebook_from(current, events, as_of=as_of, valid_at=valid_at, now=now)
+        book = self._casebook_from(current, events, as_of=as_of, valid_at=valid_at, now=now)
+        if concealment.conceals(actor):  # no allocation slot for site roles (issue 13 E.19)
+            book["participant"] = concealment.participant(actor, book["participant"])
+            book["participant_history"] = [concealment.event(actor, h) for h in book["participant_history"]]
+        return book
 
     def _casebook_from(self: Any, current: Participant, events: list[Any], *, as_of, valid_at, now=None) -> dict[str, Any]:
         states = fold(events, as_of)

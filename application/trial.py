@@ -8,6 +8,7 @@ transaction.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
+from application import concealment
 from application.adverse_events import AdverseEventCommands
 from application.audit_queries import AuditQueries
 from application.casebook import CasebookQueries
@@ -25,7 +27,8 @@ from application.participant_list import status_of
 from application.password_policy import check_password
 from application.ports import AccountStore, ChangeCounter, PasswordHasher
 from application.queries import QueryCommands
-from application.repository import FastProcessingEvent, FastRepository
+from application.repository import FastProcessingEvent, FastRepository, SealedSnapshotStore
+from application.snapshots import check_snapshots, snapshot_rejected
 from application.review import ReviewQueries
 from application.signatures import SignatureCommands
 from application.views import event_view, participant_view, user_view
@@ -47,7 +50,6 @@ from domain.errors import (
 from domain.casebook import Casebook
 from domain.lock import StudyLock
 from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
-from domain.randomisation import RULE as ALLOCATION_RULE
 from domain.randomisation import AllocationSequence
 from domain.user import LoginAttempt, User, validate_role_site, validate_username
 
@@ -84,7 +86,11 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         sites: dict[str, str],
         max_failed_logins: int = 5,
         accounts: AccountStore | None = None,
+        snapshot_key: bytes | None = None,
     ):
+        # snapshots are sealed under this key (kept outside the database); without one, a key of this
+        # process alone: its snapshots are believed by nobody else, who replays the events instead
+        self._snapshot_key = snapshot_key or secrets.token_bytes(32)
         super().__init__(env)
         #: password hashes, sessions and the login throttle, outside the log (set by the composition root)
         self.accounts: AccountStore = accounts  # type: ignore[assignment]
@@ -116,6 +122,16 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         repository = super().construct_repository()
         repository.__class__ = FastRepository  # a subclass that only overrides get(): no state to convert
         return repository
+
+    def construct_snapshot_store(self) -> SealedSnapshotStore:
+        """The library's snapshot store, with every snapshot sealed by a MAC and checked on load (C.6)."""
+        store = super().construct_snapshot_store()
+        return SealedSnapshotStore(store.mapper, store.recorder, self._snapshot_key, on_rejected=snapshot_rejected)
+
+    def check_snapshots(self, stored_snapshots: Iterable[Any]) -> list[str]:
+        """What is wrong with each stored snapshot (for `trialaudit verify`): a seal that does not hold,
+        or a state other than the replay of the aggregate's events up to its version."""
+        return check_snapshots(self, stored_snapshots)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
         """``Application.save`` step for step, collecting events without the library's Protocol checks."""
@@ -541,7 +557,11 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         return participant
 
     def _result(self, participant: Participant, notification_id: int, **extra: Any) -> dict[str, Any]:
-        return {**participant_view(participant), "notification_id": notification_id, **extra}
+        # only site roles write participants: the slot is never in a command's result (E.19)
+        if "changes" in extra:
+            extra["changes"] = concealment.changes(None, extra["changes"])
+        return {**concealment.participant(None, participant_view(participant)), "notification_id": notification_id,
+                **extra}
 
     def screen_participant(
         self, actor: Actor, *, screening_number: Any, site: Any, sex: Any, birth_year: Any, source: str = "api"
@@ -604,7 +624,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
             except AggregateNotFoundError:
                 sequence = AllocationSequence.start(stratum, self._allocation_seed, make_stamp(SYSTEM_ACTOR, source="system"))
             slot, arm = sequence.use_next(self._allocation_seed, str(participant.id), stamp)
-            participant.randomise(arm, slot, stratum, ALLOCATION_RULE, stamp)
+            participant.randomise(arm, slot, stratum, sequence.rule, stamp)  # the rule it was drawn by
             visits = self.plan_visits(participant, stamp)  # the schedule, in the same transaction
             try:
                 recordings = self.save(participant, sequence, *visits, *self._before_save((participant,)))
@@ -651,9 +671,10 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
     # ------------------------------------------------------------------ queries
     def get_participant(self, actor: Actor, participant_id: Any, *, as_of: dt.datetime | None = None) -> dict[str, Any]:
         if as_of is None:
-            return participant_view(self._participant_for(actor, participant_id, "participant.read"))
+            return concealment.participant(actor, participant_view(
+                self._participant_for(actor, participant_id, "participant.read")))
         participant = self.participant_as_of(actor, participant_id, as_of)
-        return participant_view(participant)
+        return concealment.participant(actor, participant_view(participant))
 
     def participant_as_of(self, actor: Actor, participant_id: Any, as_of: dt.datetime) -> Participant:
         """The participant as recorded at ``as_of``: the events recorded up to that instant (R17)."""
@@ -693,7 +714,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
 
     def participant_history(self, actor: Actor, participant_id: Any) -> list[dict[str, Any]]:
         participant = self._participant_for(actor, participant_id, "participant.read")
-        return [event_view(e) for e in self.events.get(participant.id)]
+        return [concealment.event(actor, event_view(e)) for e in self.events.get(participant.id)]
 
 
 def replay(events: Iterable[Any], until: dt.datetime | None = None) -> Any:

@@ -335,7 +335,7 @@ class Participant(AuditedAggregate):
     def check_can_randomise(self) -> None:
         self._require_active("randomisation")
         if self.arm is not None:
-            raise Conflict(f"the participant is already randomised (allocation slot {self.allocation_slot})")
+            raise Conflict("the participant is already randomised")
         problems = []
         if self.eligible is None:
             problems.append("eligibility has not been assessed")

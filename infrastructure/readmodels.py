@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -226,6 +227,10 @@ class SQLiteReadModels(_Tracking):
         self._all.clear()
 
 
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 class PostgresReadModels(_Tracking):
     dialect = "postgres"
 
@@ -233,6 +238,12 @@ class PostgresReadModels(_Tracking):
         from psycopg_pool import ConnectionPool
 
         schema = parse_database_url(url)["schema"]
+        self._conninfo = postgres_conninfo(url)
+        # the advisory lock of this schema's read models: (a constant, the schema's CRC-32), both int4
+        self._lock_key = (_signed32(0x7472_6961), _signed32(zlib.crc32(f"{schema}:read-models".encode())))
+        self._lock_conn: Any = None
+        self._lock_guard = threading.Lock()  # threads of one process wait here, not on the server
+        self._held = threading.local()
         self.pool = ConnectionPool(
             postgres_conninfo(url),
             min_size=1,
@@ -254,9 +265,62 @@ class PostgresReadModels(_Tracking):
         never used by the child, which opens its own)."""
         return nullcontext()
 
-    def exclusive(self, blocking: bool = True):
-        """Workers sharing PostgreSQL need no lock: positions move by compare-and-set."""
-        return nullcontext(True)
+    @contextmanager
+    def exclusive(self, blocking: bool = True) -> Iterator[bool]:
+        """Serialise catching up (and rebuilding) across the processes sharing this schema, as the
+        file lock does on SQLite: a session-level advisory lock, held on a connection of its own.
+
+        Compare-and-set of the positions alone was not enough: two workers applying the same page
+        both wrote its rows before either moved the position, so the loser failed on a unique key
+        or a deadlock (a 500 to its reader) instead of rolling back quietly, and a rebuild beside a
+        running server failed the same way. Not ``blocking``: yield False at once when another
+        process holds it. The lock goes with its connection, so a worker killed while holding it
+        releases it. Re-entrant within a thread."""
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
+            try:
+                yield True
+            finally:
+                self._held.depth -= 1
+            return
+        with self._lock_guard:
+            conn = self._lock_connection()
+            try:
+                if blocking:
+                    conn.execute("SELECT pg_advisory_lock(%s, %s)", self._lock_key)
+                    acquired = True
+                else:
+                    (acquired,) = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", self._lock_key).fetchone()
+            except Exception:
+                self._drop_lock_connection()
+                raise
+            if not acquired:
+                yield False
+                return
+            self._held.depth = 1
+            try:
+                yield True
+            finally:
+                self._held.depth = 0
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", self._lock_key)
+                except Exception:  # the connection broke: the server released the lock with it
+                    self._drop_lock_connection()
+
+    def _lock_connection(self):
+        import psycopg
+
+        if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.broken:
+            self._lock_conn = psycopg.connect(self._conninfo, autocommit=True)
+        return self._lock_conn
+
+    def _drop_lock_connection(self) -> None:
+        if self._lock_conn is not None:
+            try:
+                self._lock_conn.close()
+            except Exception:
+                pass
+        self._lock_conn = None
 
     @contextmanager
     def transaction(self) -> Iterator[_PgCursor]:
@@ -274,6 +338,7 @@ class PostgresReadModels(_Tracking):
         return rows[0]["position"] if rows else 0
 
     def close(self) -> None:
+        self._drop_lock_connection()
         self.pool.close()
 
 

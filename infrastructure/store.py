@@ -711,3 +711,24 @@ def is_disk_full(exc: BaseException | None) -> bool:
         pending.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
         pending.extend((e.__cause__, e.__context__))
     return False
+
+
+def stored_snapshots(recorder: Any) -> list[StoredEvent]:
+    """Every row of the snapshot table of ``recorder`` (the application's snapshot recorder), for
+    `trialaudit verify`: the library reads snapshots only by aggregate, and a row inserted for any
+    aggregate must be seen too."""
+    table = recorder.events_table_name
+    schema = getattr(recorder.datastore, "schema", "")
+    if schema and "." not in table:
+        table = f'"{schema}"."{table}"'
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(f"SELECT originator_id, originator_version, topic, state FROM {table} "
+                     "ORDER BY originator_id, originator_version")
+        rows = curs.fetchall()
+    out = []
+    for row in rows:
+        oid = row["originator_id"]
+        out.append(StoredEvent(originator_id=oid if isinstance(oid, UUID) else UUID(str(oid)),
+                               originator_version=int(row["originator_version"]), topic=row["topic"],
+                               state=bytes(row["state"])))
+    return out
