@@ -91,7 +91,10 @@ def install(app: FastAPI) -> None:
 
     async def _storage(request: Request, exc: Exception):
         """A full disk or quota is a 503 saying so, not a 500 (F.21): nothing was written, and reads go
-        on working. Any other storage error goes on to the 500 below."""
+        on working. A storage error that is also a domain error (the sealer's refusal to extend a log
+        that ends in uncovered leaves) is answered as that. Any other goes on to the 500 below."""
+        if isinstance(exc, DomainError):
+            return await _domain(request, exc)
         if is_disk_full(exc):
             return problem(503, "Storage full",
                            "the store cannot take more data (disk or quota full); nothing was changed. "
