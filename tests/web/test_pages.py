@@ -282,8 +282,9 @@ def test_integrity_page_and_bundle(web, trial, services):
     assert f"bundle-{trial['minsk']}/verify_bundle.py" in names and f"bundle-{trial['minsk']}/head.json" in names
 
 
-def test_docs_are_served_without_a_cdn(web):
-    html = web.get("/docs").text
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_docs_are_served_without_a_cdn(web, path):
+    html = web.get(path).text
     assert "cdn" not in html.lower() and "https://" not in html
     for src in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert src.startswith("/"), src
