@@ -27,6 +27,8 @@ run: $(VENV)/.installed
 	$(BIN)/trialaudit serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev
+	@command -v chromium >/dev/null || { echo "installing chromium (the browser tests of tests/web) with apt-get"; \
+		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || echo "chromium is needed by tests/web: apt-get install chromium"; }
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
