@@ -173,6 +173,16 @@ def _leaf_indices(svc: Any, aggregate_ids: set[str]) -> dict[int, int]:
     return found
 
 
+def _record_names(svc: Any, actor: Actor, participant_id: str, cb: dict[str, Any] | None = None) -> dict[str, str]:
+    """Record id -> what an inspector calls it: the visit's code (from the visits read model, so visits
+    planned after the instant are named too), the AE's term as the casebook shows it."""
+    names = {str(participant_id): "participant"}
+    names.update({v["id"]: f"visit {v['code']}" for v in svc.app.list_visits(actor, participant_id)})
+    if cb is not None:
+        names.update({a["id"]: f"AE {a.get('aeterm') or ''}".strip() for a in cb["adverse_events"]})
+    return names
+
+
 def _strip(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, "")}
 
@@ -283,9 +293,10 @@ def time_travel(request: Request, participant_id: str, actor: ActorW, as_of: str
         if instant < now:
             diff = svc.app.casebook_diff(actor, participant_id, from_=instant, to=now)
             later = {(c["record_id"], c["field"]): c for c in diff["changes"]}
+    names = _record_names(svc, actor, participant_id, cb) if later else {}
     return page(request, actor, "casebook", "casebook.html",
                 {"cb": cb, "p": cb["participant"], "as_of": as_of, "valid_at": valid_at, "instant": instant,
-                 "later": later, "later_list": list(later.values())},
+                 "later": later, "later_list": list(later.values()), "names": names},
                 filters=_strip({"participant": participant_id, "as_of": _iso(instant), "valid_at": valid_at}),
                 rows=cb["event_count"])
 
@@ -296,11 +307,12 @@ def compare(request: Request, participant_id: str, actor: ActorW):
     q = request.query_params
     start, end = _instant(q.get("from"), "from"), _instant(q.get("to"), "to")
     participant = svc.app.get_participant(actor, participant_id)
-    diff = None
+    diff, names = None, {}
     if start is not None and end is not None:
         diff = svc.app.casebook_diff(actor, participant_id, from_=start, to=end)
+        names = _record_names(svc, actor, participant_id)
     return page(request, actor, "compare", "compare.html",
-                {"p": participant, "diff": diff, "from_": q.get("from", ""), "to": q.get("to", "")},
+                {"p": participant, "diff": diff, "from_": q.get("from", ""), "to": q.get("to", ""), "names": names},
                 filters=_strip({"participant": participant_id, "from": _iso(start), "to": _iso(end)}),
                 rows=len(diff["changes"]) if diff else 0)
 
