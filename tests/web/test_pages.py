@@ -298,3 +298,12 @@ def test_pages_carry_no_inline_script_or_style(web, trial):
                  f"/ui/participants/{trial['minsk']}/casebook", "/ui/outcomes"):
         html = web.get(path).text
         assert "<script" not in html and " style=" not in html and " onclick=" not in html, path
+
+
+def test_failed_sign_ins_lock_the_account_as_in_the_api(web, trial, services):
+    """R24: the form is the API's login: consecutive failures lock the account, and the lock holds."""
+    for _ in range(services.settings.max_failed_logins):
+        assert sign_in(web, "insp", password="wrong password").status_code == 401
+    r = sign_in(web, "insp")
+    assert r.status_code == 401 and "locked" in r.text.lower()
+    assert web.get("/ui/participants", follow_redirects=False).status_code == 303
