@@ -323,3 +323,18 @@ def test_the_session_ends_after_the_idle_timeout(chromium_path, browser, tmp_pat
         context.close()
     finally:
         s.stop()
+
+
+def test_the_sign_in_form_works_from_the_keyboard(server, page):
+    """Keyboard-navigable: the first Tab reaches 'Skip to content', then the labelled fields and the button."""
+    page.goto(server.url + "/ui/login")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "username"
+    page.keyboard.type("demo.inspector")
+    page.keyboard.press("Tab")
+    page.keyboard.type(DEMO_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/participants")
+    assert page.locator("h1").inner_text() == "Participants"
