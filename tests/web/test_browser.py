@@ -330,7 +330,10 @@ def test_the_sign_in_form_works_from_the_keyboard(server, page):
     page.goto(server.url + "/ui/login")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
-    page.keyboard.press("Tab")
+    for _ in range(3):  # past the trialaudit home link
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "username":
+            break
     assert page.evaluate("document.activeElement.id") == "username"
     page.keyboard.type("demo.inspector")
     page.keyboard.press("Tab")
