@@ -307,3 +307,11 @@ def test_failed_sign_ins_lock_the_account_as_in_the_api(web, trial, services):
     r = sign_in(web, "insp")
     assert r.status_code == 401 and "locked" in r.text.lower()
     assert web.get("/ui/participants", follow_redirects=False).status_code == 303
+
+
+def test_the_sign_in_page_shows_nothing_from_the_url_and_redirects_only_inside(web, trial):
+    page = web.get("/ui/login", params={"why": "Call +1 555 0100 to unlock", "next": "https://evil.example/"})
+    assert "555" not in page.text and "evil.example" not in page.text
+    r = web.post("/ui/login", data={"csrf_token": csrf_of(page.text), "username": "insp", "password": PASSWORD,
+                                    "next": "//evil.example/x"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/participants"
