@@ -28,8 +28,8 @@ dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	TRIALAUDIT_DEMO=$${TRIALAUDIT_DEMO:-1} $(BIN)/trialaudit serve --host $(HOST) --port $(PORT)
 
-# Programs some tests run (the README's First steps use curl and jq): apt-get installs the missing ones.
-TEST_TOOLS ?= curl jq
+# Programs some tests run (the README's First steps use curl and jq; tests/web drives chromium): apt-get installs the missing ones.
+TEST_TOOLS ?= curl jq chromium
 test-tools:
 	@missing=; for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (used by the tests) with apt-get"; \

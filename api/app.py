@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api import errors
 from api.container import Services, build
 from api.fastpath import FastCommand, FastCommands
+from api import web
 from api.guards import RequestGuard, SecurityHeaders
 from api.routers import (
     adverse_events,
@@ -74,6 +75,8 @@ def create_app(services: Services | None = None) -> FastAPI:
         version="0.1.0",
         summary="Event-sourced, regulatory-grade audit trail for NCT05214014",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served offline by api.web (the default page loads from a CDN)
+        redoc_url=None,
     )
     if services is not None:
         app.state.services = services
@@ -85,6 +88,7 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router)
+    web.install(app)  # the inspector's workspace under /ui/, and /docs
     # The audited commands sent most often take the lean way in (api/fastpath.py); their routes
     # above remain the contract and serve every request that is not the plain case.
     app.add_middleware(FastCommands, commands=FAST_COMMANDS)

@@ -395,6 +395,11 @@ class AuditQueries:
         )
         self.save(access_event)  # type: ignore[attr-defined]
 
+    def record_page_view(self, actor: Actor, page: str, filters: dict[str, Any], rows: int) -> None:
+        """A page of the web workspace was shown to ``actor``: on the trail like an API retrieval (R11),
+        as ``AuditTrailRetrieved`` with view ``web:<page>`` and format ``html``."""
+        self._record_access(actor, f"web:{page}", filters, "html", rows)
+
     # ------------------------------------------------------------------ GET /audit/events
     def audit_events(
         self, actor: Actor, *, participant: str | None = None, site: str | None = None, user: str | None = None,
