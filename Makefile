@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test test-tools bench install dev clean
+.PHONY: run test test-tools bench install dev clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,7 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Refresh the README's screenshots (docs/screenshots/) from the browser tests.
+screenshots: $(VENV)/.installed-dev test-tools
+	TRIALAUDIT_SCREENSHOTS=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/web/test_browser.py

@@ -44,12 +44,10 @@ def _style_hash(css: str) -> str:
 CSP = ("default-src 'self'; script-src 'self'; "
        f"style-src 'self' {_style_hash(CASEBOOK_CSS)}; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-#: FastAPI's /docs and /redoc pages: their scripts and styles come from the jsDelivr CDN, started by an
-#: inline script; nothing else is allowed, and they may not be framed either.
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-            "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-            "https://cdn.redoc.ly; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+#: /docs and /redoc (Swagger UI and ReDoc, served by trialaudit from the fastapi-offline package, nothing
+#: from a CDN): their scripts are same-origin files; both set styles at run time and ReDoc starts a worker.
+DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "font-src 'self'; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
             "frame-ancestors 'none'")
 DOCS_PATHS = ("/docs", "/redoc")
 

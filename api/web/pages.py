@@ -20,6 +20,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -41,7 +42,7 @@ from api.web.session import (
     web_actor,
 )
 from domain.audit import Actor
-from domain.errors import AuthenticationFailed, DomainError, InvalidInput
+from domain.errors import AuthenticationFailed, DomainError, InvalidInput, PasswordChangeRequired, TooManyAttempts
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -210,6 +211,16 @@ async def login(request: Request):
     target = _safe_next(form.get("next", "/ui/participants"))
     try:
         token = await sign_in(request, form.get("username", ""), form.get("password", ""))
+    except PasswordChangeRequired:
+        # a password an administrator set is one-time (21 CFR 11.300): it only serves to choose one's own
+        return render(request, "password.html", {"username": form.get("username", ""), "error": None,
+                                                 "why": "An administrator set this password: choose your own "
+                                                        "before you sign in."}, status=403)
+    except TooManyAttempts as e:
+        response = render(request, "login.html", {"next": target, "why": None, "signed_out": False,
+                                                  "error": e.detail}, status=429)
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
     except AuthenticationFailed as e:
         return render(request, "login.html", {"next": target, "why": None, "signed_out": False, "error": e.detail},
                       status=401)
@@ -220,9 +231,43 @@ async def login(request: Request):
     return response
 
 
+@router.get("/password")
+def password_form(request: Request):
+    return render(request, "password.html", {"username": "", "error": None, "why": None})
+
+
+@router.post("/password")
+async def password_change(request: Request):
+    """Choose your own password with the current one (the API's POST /auth/password, same rules)."""
+    form = await check_csrf(request)
+    username = form.get("username", "")
+    svc = request.app.state.services
+    if form.get("new_password", "") != form.get("repeat_password", ""):
+        return render(request, "password.html", {"username": username, "why": None,
+                                                 "error": "The two new passwords differ."}, status=422)
+    try:
+        await run_in_threadpool(svc.app.change_own_password, username, form.get("current_password", ""),
+                                form.get("new_password", ""), client=request.client.host if request.client else "unknown",
+                                source="api")
+    except InvalidInput as e:
+        return render(request, "password.html", {"username": username, "why": None,
+                                                 "error": "; ".join(msg for _, msg in e.errors) or e.detail}, status=422)
+    except (AuthenticationFailed, TooManyAttempts) as e:
+        return render(request, "password.html", {"username": username, "why": None, "error": e.detail},
+                      status=429 if isinstance(e, TooManyAttempts) else 401)
+    return render(request, "login.html", {"next": "/ui/participants", "signed_out": False, "error": None,
+                                          "why": "Your new password is set: sign in with it."})
+
+
 @router.post("/logout")
 async def logout(request: Request):
     await check_csrf(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:  # the session ends on the server too, not only in this browser (R24)
+        try:
+            await run_in_threadpool(request.app.state.services.tokens.logout, token)
+        except AuthenticationFailed:
+            pass  # already ended
     response = RedirectResponse("/ui/login?signed_out=1", 303)
     clear_session(response, request)
     new_csrf(request)

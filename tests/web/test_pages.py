@@ -218,7 +218,7 @@ def test_audit_search_pages_and_downloads(web, trial):
     assert page.status_code == 200 and "transcription error; see clinic note" in page.text
     csv = web.get("/ui/audit/download", params={"format": "csv", "participant": trial["minsk"]})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-    lines = csv.text.splitlines()
+    lines = csv.content.decode("utf-8-sig").splitlines()  # UTF-8 with a BOM, as spreadsheets want it
     assert lines[0].startswith("position,recorded_at") and any("1970,1971" in line for line in lines)
     jsonl = web.get("/ui/audit/download", params={"format": "jsonl", "site": "MINSK"})
     assert jsonl.status_code == 200 and all(line.startswith("{") for line in jsonl.text.splitlines())
@@ -304,8 +304,9 @@ def test_failed_sign_ins_lock_the_account_as_in_the_api(web, trial, services):
     """R24: the form is the API's login: consecutive failures lock the account, and the lock holds."""
     for _ in range(services.settings.max_failed_logins):
         assert sign_in(web, "insp", password="wrong password").status_code == 401
-    r = sign_in(web, "insp")
-    assert r.status_code == 401 and "locked" in r.text.lower()
+    r = sign_in(web, "insp")  # the right password now: refused, in the words of a wrong one (no enumeration)
+    assert r.status_code == 401 and "incorrect username or password" in r.text.lower()
+    assert services.app.user_by_name("insp").locked
     assert web.get("/ui/participants", follow_redirects=False).status_code == 303
 
 
@@ -340,3 +341,33 @@ def test_the_reporting_clocks_list_the_overdue_first(web, trial, services, actor
     assert html.index("Old pneumonia") < html.index("Recent pneumonia")
     old_row = html[html.rindex("<tr", 0, html.index("Old pneumonia")):html.index("Old pneumonia")]
     assert 'class="overdue"' in old_row and "<strong>overdue</strong>" in old_row
+
+
+def test_sign_out_revokes_the_token_on_the_server(web, trial, services):
+    """R24, issue 13 D.8: signing out ends the session itself, not only the browser's cookie: the token the
+    cookie held answers 401 on the API afterwards."""
+    sign_in(web, "insp")
+    token = web.cookies.get("trialaudit_session")
+    assert web.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    page = web.get("/ui/participants")
+    web.post("/ui/logout", data={"csrf_token": csrf_of(page.text)}, follow_redirects=False)
+    assert web.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_a_one_time_password_leads_to_choosing_ones_own(web, trial, services, actor_of):
+    """21 CFR 11.300, issue 13 D.8: a password an administrator set opens no session; the page asks for the
+    user's own password (same policy as the API), after which the user signs in with it."""
+    admin = services.app.actor_for(str(services.app.user_by_name("adm").id))
+    services.app.register_user(admin, username="new.monitor", full_name="New Monitor", role="monitor",
+                               site="MINSK", password="given by the administrator", temporary=True)
+    r = sign_in(web, "new.monitor", "given by the administrator")
+    assert r.status_code == 403 and "Choose your own password" in r.text
+    assert "trialaudit_session" not in r.cookies
+    form = {"csrf_token": csrf_of(r.text), "username": "new.monitor", "current_password": "given by the administrator"}
+    weak = web.post("/ui/password", data={**form, "new_password": "password1234", "repeat_password": "password1234"})
+    assert weak.status_code == 422 and 'role="alert"' in weak.text
+    mine = "my own monitoring passphrase"
+    done = web.post("/ui/password", data={**form, "csrf_token": csrf_of(weak.text), "new_password": mine,
+                                          "repeat_password": mine})
+    assert done.status_code == 200 and "new password is set" in done.text
+    assert sign_in(web, "new.monitor", mine).status_code == 303
