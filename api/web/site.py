@@ -12,6 +12,7 @@ the registry criteria of ``domain.trial``, the CDASH fields of ``ReportAdverseEv
 from __future__ import annotations
 
 import datetime as dt
+import re
 import typing
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -35,6 +36,7 @@ from domain.signature import LEGAL_STATEMENTS
 from domain.trial import EXCLUSION_CODES, INCLUSION_CODES, SEXES
 from domain.visit import ITEM_CODES
 
+_UNION_TAG = re.compile(r"^(.*\[.*\]|int|str|bool|float|date|datetime|function-.*)$")
 router = APIRouter(prefix="/ui/site", include_in_schema=False, route_class=WebRoute)
 
 #: the mRSS sites as the body is: (row label, right site, left site) or a single midline site
@@ -64,7 +66,11 @@ def _model(model: type[BaseModel], data: dict[str, Any], prefix: tuple[str, ...]
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise InvalidInput([(prefix + tuple(str(p) for p in err["loc"]), err["msg"]) for err in e.errors()]) from None
+        found: dict[tuple, str] = {}
+        for err in e.errors():  # a union's member tags (``literal[...]``, ``int``) are not fields: drop them
+            path = prefix + tuple(str(p) for p in err["loc"] if not _UNION_TAG.match(str(p)))
+            found.setdefault(path, err["msg"])
+        raise InvalidInput(list(found.items())) from None
 
 
 def _field_errors(e: InvalidInput, rename: dict[str, str] | None = None) -> dict[str, str]:
@@ -350,7 +356,7 @@ async def visit_date(request: Request, vid: str, actor: ActorW):
     except Conflict as e:
         return _visit_page(request, actor, vid, form=form, status=409, section="date",
                            conflict={"message": e.detail, "items": []})
-    return _go(f"/ui/site/visits/{vid}#date", "visit date recorded")
+    return _go(f"/ui/site/visits/{vid}#visit-date", "visit date recorded")
 
 
 def _submitted(form: dict) -> dict[str, Any]:
