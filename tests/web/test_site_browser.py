@@ -154,7 +154,7 @@ def test_site_scenario_enrol_enter_correct_query_sign_verify_lock_conflict(site_
     inv.goto(server.url + f"/ui/site/visits/{bl}")
     inv.get_by_label("approval", exact=False).first.check()
     inv.locator("form.sign input[type=password]").fill(DEMO_PASSWORD)
-    inv.get_by_role("button", name="Sign").click()
+    inv.get_by_role("button", name="Sign", exact=True).click()
     assert "Signed" in inv.locator("#signed-why").inner_text()
     shot(inv, "site-signed-visit", full_page=True)
 
