@@ -188,9 +188,16 @@ def _strip(values: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- sign in and out
+WHY = {
+    "ended": "Your session has ended (it expired after the idle timeout, or the account changed); sign in again.",
+    "required": "Sign in to continue.",
+}
+
+
 @router.get("/login")
 def login_form(request: Request, next: str = "/ui/participants", why: str | None = None, signed_out: bool = False):
-    return render(request, "login.html", {"next": next, "why": why, "signed_out": signed_out, "error": None})
+    return render(request, "login.html", {"next": _safe_next(next), "why": WHY.get(why or ""), "signed_out": signed_out,
+                                          "error": None})
 
 
 def _safe_next(target: str) -> str:

@@ -26,7 +26,8 @@ CSRF_FIELD = "csrf_token"
 
 
 class LoginRequired(Exception):
-    """No session, or one that ended: the page sends the browser to the sign-in form."""
+    """No session ("required"), or one that ended ("ended"): the page sends the browser to the sign-in
+    form, which says which in its own words (nothing from the URL is shown as text)."""
 
 
 class CsrfRefused(Exception):
@@ -49,11 +50,11 @@ async def web_actor(request: Request) -> Actor:
     """The signed-in user, checked by the API's own dependency on the cookie's bearer token."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
-        raise LoginRequired("sign in to continue")
+        raise LoginRequired("required")
     try:
         actor = await deps.current_actor(request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=token))
     except AuthenticationFailed as e:
-        raise LoginRequired(f"your session has ended ({e.detail}); sign in again") from None
+        raise LoginRequired("ended") from None
     request.state.actor = actor
     return actor
 

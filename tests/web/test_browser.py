@@ -179,6 +179,7 @@ def test_an_inspector_follows_a_correction_back_in_time_and_checks_the_proof(ser
     assert "recorded on the audit trail" in page.locator("footer").inner_text()
     page.get_by_label("Search").fill(participant["screening_number"])
     page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/ui/participants?q=*")
     shot(page, "participants")
     page.get_by_role("link", name=participant["screening_number"]).click()
     page.wait_for_url(f"**/ui/participants/{pid}")
@@ -188,6 +189,7 @@ def test_an_inspector_follows_a_correction_back_in_time_and_checks_the_proof(ser
     page.get_by_label("Event type").fill("ItemCorrected")
     page.get_by_label("Order").select_option("asc")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**type=ItemCorrected*")
     row = page.locator("table.trail tbody tr").filter(has_text=correction["reason"]).first
     assert field in row.inner_text() and "leaf " in row.inner_text()
     assert "Europe/Minsk" in row.inner_text() and "UTC" in row.inner_text()
@@ -204,15 +206,18 @@ def test_an_inspector_follows_a_correction_back_in_time_and_checks_the_proof(ser
     shot(page, "time-travel")
     # and now: the new value
     page.get_by_role("link", name="now").click()
+    page.wait_for_url(re.compile(r".*/casebook$"))
     now_row = page.locator(f"section[aria-label='Visit {visit['code']}'] tr").filter(has_text=field).first
     assert _shown(new) in now_row.inner_text() and now_row.locator("mark").count() == 0
 
     # compare two instants around the correction
     at = dt.datetime.fromisoformat(correction["recorded_at"].replace("Z", "+00:00"))
     page.get_by_role("link", name="Compare two instants").click()
+    page.wait_for_url(re.compile(r".*/compare$"))
     page.get_by_label("From").fill((at - dt.timedelta(seconds=1)).isoformat())
     page.get_by_label("To").fill((at + dt.timedelta(seconds=1)).isoformat())
     page.get_by_role("button", name="Compare").click()
+    page.wait_for_url("**/compare?from=*")
     changed = page.locator("table.diff tr.changed").filter(has_text=field).first
     assert changed.locator("del").inner_text() == _shown(old)
     assert changed.locator("mark").inner_text() == _shown(new)
@@ -220,14 +225,17 @@ def test_an_inspector_follows_a_correction_back_in_time_and_checks_the_proof(ser
     shot(page, "compare")
 
     page.get_by_role("link", name="Scores").click()
+    page.wait_for_url("**/scores")
     assert page.locator("svg.chart").count() == 1
     shot(page, "scores")
 
     # the study-wide audit search, and its CSV
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit trail").click()
+    page.wait_for_url("**/ui/audit")
     page.get_by_label("Participant id").fill(pid)
     page.get_by_label("Item (prefix*)").fill(field)
     page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/ui/audit?*")
     assert correction["reason"] in page.locator("table.trail").inner_text()
     shot(page, "audit-search")
     with page.expect_download() as download:
@@ -260,9 +268,11 @@ def test_an_inspector_follows_a_correction_back_in_time_and_checks_the_proof(ser
     assert any(participant["screening_number"] in line for line in events)
 
     page.get_by_role("link", name="Outcomes").click()
+    page.wait_for_url("**/ui/outcomes")
     assert page.locator("svg.chart").count() == 2
     shot(page, "outcomes")
     page.get_by_role("link", name="Safety").click()
+    page.wait_for_url("**/ui/safety")
     shot(page, "safety")
 
     # every page opened here is on the trail, as the inspector's own retrievals
@@ -323,3 +333,21 @@ def test_the_session_ends_after_the_idle_timeout(chromium_path, browser, tmp_pat
         context.close()
     finally:
         s.stop()
+
+
+def test_the_sign_in_form_works_from_the_keyboard(server, page):
+    """Keyboard-navigable: the first Tab reaches 'Skip to content', then the labelled fields and the button."""
+    page.goto(server.url + "/ui/login")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for _ in range(3):  # past the trialaudit home link
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "username":
+            break
+    assert page.evaluate("document.activeElement.id") == "username"
+    page.keyboard.type("demo.inspector")
+    page.keyboard.press("Tab")
+    page.keyboard.type(DEMO_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/participants")
+    assert page.locator("h1").inner_text() == "Participants"
