@@ -221,6 +221,11 @@ def test_adverse_event_form_maps_the_api_field_paths_to_the_inputs(services, use
               "aesdth": "N", "aeslife": "N", "aeshosp": "Y", "aesdisab": "N", "aescong": "N", "aesmie": "N",
               "aerel_treg": "NOT RELATED", "aerel_proc": "NOT RELATED", "aeout": "NOT RECOVERED/NOT RESOLVED",
               "aeacn": "DOSE NOT CHANGED", "aware_at": "2026-02-02T10:00"}
+    arm = services.app.get_participant(services.app.actor_for(users["dm"]["id"]), pid)["arm"]
+    if arm == "standard":  # Group 2: the product's causality and action are NOT APPLICABLE (a domain rule)
+        r = form_post(coord, page, f"/ui/site/participants/{pid}/adverse-events", values)
+        assert r.status_code == 422 and 'id="err-aerel_treg" role="alert"' in r.text and 'id="err-aeacn" role="alert"' in r.text
+        values.update(aerel_treg="NOT APPLICABLE", aeacn="NOT APPLICABLE")
     r = form_post(coord, page, f"/ui/site/participants/{pid}/adverse-events", values)
     assert r.status_code == 303, r.text
     shown = coord.get(r.headers["location"]).text
