@@ -230,3 +230,101 @@ def test_adverse_event_form_maps_the_api_field_paths_to_the_inputs(services, use
     assert r.status_code == 303, r.text
     shown = coord.get(r.headers["location"]).text
     assert "Reporting clocks" in shown and "Pneumonia" in shown
+
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+ARM_FIELDS = {"arm", "allocation_slot", "screening_number"}  # and the screening number, unique per participant
+
+
+def _normalised(entries: list[dict]) -> list[dict]:
+    """An audit trail's content without what must differ between two runs: ids, times, the arm drawn,
+    content hashes (they cover ids), and the channel (``source``: web or api)."""
+    out = []
+    for e in entries:
+        changes = [{"field": c["field"], "old": "<arm>" if c["field"] in ARM_FIELDS else c["old_value"],
+                    "new": "<arm>" if c["field"] in ARM_FIELDS else c["new_value"]} for c in e["changes"]]
+        row = {"type": e["type"], "actor": (e["actor"]["username"], e["actor"]["role"]), "reason": e["reason"],
+               "reason_code": e.get("reason_code"), "query": bool(e.get("query_id")), "changes": changes}
+        text = TIME_RE.sub("<t>", UUID_RE.sub("<id>", repr(row)))
+        out.append(re.sub(r"'[0-9a-f]{64}'", "'<hash>'", text))
+    return out
+
+
+def test_the_forms_leave_the_same_audit_trail_as_the_api(services, users, client):
+    """R1, R5, R7, R13, R27, R32, R34, R35: one set of rules. The same scenario through the forms and through the
+    JSON API leaves the same events with the same reasons, codes, query citations and actors; only ids, times,
+    the arm drawn and the channel (source web / api) differ."""
+    app = services.app
+    dm_actor = app.actor_for(users["dm"]["id"])
+    app.verify_signer_identity(app.actor_for(users["adm"]["id"]), users["inv"]["id"], method="photo ID in person",
+                               evidence="passport seen")
+    app.acknowledge_signature_accountability(app.actor_for(users["inv"]["id"]), statement=ACCOUNTABILITY_STATEMENT)
+    correction = {"reason": "re-palpated at the clinic", "reason_code": "transcription_error"}
+
+    # through the forms
+    coord, inv, mon, dm = (client_for(services, n) for n in ("coord", "inv", "mon", "dm"))
+    web_pid = enrol(coord, "MIN-WEB")
+    vid = visit_id(services, web_pid, "BL")
+    page = f"/ui/site/visits/{vid}"
+    held = app.get_visit(dm_actor, vid)["target_date"]
+    assert form_post(coord, page, f"{page}/date", {"date": held}).status_code == 303
+    assert form_post(coord, page, f"{page}/items", {**all_sites(1), "item.acr_eular.puffy_fingers": "yes"}).status_code == 303
+    assert form_post(coord, page, f"{page}/items", {**all_sites(1), "item.mrss.face": "3", **correction}).status_code == 303
+    assert form_post(mon, page, f"{page}/sdv/mrss.face", {}).status_code == 303
+    r = form_post(mon, page, f"{page}/queries", {"item_code": "mrss.face", "text": "source says 2"})
+    web_qid = r.headers["location"].split("/")[-1].split("?")[0]
+    assert form_post(inv, f"/ui/site/queries/{web_qid}", f"/ui/site/queries/{web_qid}/answer",
+                     {"text": "corrected per source", "correct": "yes", "value": "2"}).status_code == 303
+    assert form_post(mon, f"/ui/site/queries/{web_qid}", f"/ui/site/queries/{web_qid}/close", {}).status_code == 303
+    assert form_post(inv, page, f"{page}/signature", {"meaning": "approval", "password": PASSWORD}).status_code == 303
+    assert form_post(dm, page, f"{page}/lock", {"lock_reason": "interim analysis"}).status_code == 303
+
+    # through the API, by the same users
+    def h(name: str) -> dict[str, str]:
+        r = client.post("/auth/token", data={"username": name, "password": PASSWORD})
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    hc, hi, hm, hd = h("coord"), h("inv"), h("mon"), h("dm")
+    from domain.trial import EXCLUSION_CODES
+
+    def ok(r, status=200):
+        assert r.status_code == status, r.text
+        return r.json()
+
+    api_pid = ok(client.post("/participants", json={"screening_number": "MIN-API", "site": "MINSK", "sex": "F",
+                                                    "birth_year": 1971}, headers=hc), 201)["id"]
+    ok(client.post(f"/participants/{api_pid}/eligibility", headers=hc, json={
+        "inclusion": {c: True for c in INCL}, "exclusion": {c: False for c in EXCLUSION_CODES}, "expected_version": 1}))
+    ok(client.post(f"/participants/{api_pid}/consent", json={"consent_version": "ICF v1.2", "signed_on": "2026-01-05",
+                                                            "expected_version": 2}, headers=hc))
+    ok(client.post(f"/participants/{api_pid}/randomisation", json={"expected_version": 3}, headers=hc))
+    avid = visit_id(services, api_pid, "BL")
+    version = ok(client.post(f"/visits/{avid}/held", json={"date": held, "expected_version": 1}, headers=hc))["version"]
+    # the form sends the items in the order of domain.visit.ITEM_CODES
+    from domain.visit import ITEM_CODES
+    first = {**{f"mrss.{s}": 1 for s in MRSS_SITES}, "acr_eular.puffy_fingers": True}
+    for code in [c for c in ITEM_CODES if c in first]:
+        version = ok(client.put(f"/visits/{avid}/items/{code}", json={"value": first[code], "expected_version": version},
+                                headers=hc))["version"]
+    ok(client.put(f"/visits/{avid}/items/mrss.face", json={"value": 3, **correction, "expected_version": version}, headers=hc))
+    ok(client.post(f"/visits/{avid}/items/mrss.face/sdv", headers=hm))
+    api_qid = ok(client.post("/queries", json={"visit_id": avid, "item_code": "mrss.face", "text": "source says 2"},
+                             headers=hm), 201)["id"]
+    q = ok(client.post(f"/queries/{api_qid}/answer", json={"text": "corrected per source", "expected_version": 1,
+                                                           "correction": {"value": 2, "clear": False}}, headers=hi))
+    ok(client.post(f"/queries/{api_qid}/close", json={"expected_version": q["version"]}, headers=hm))
+    v = ok(client.get(f"/visits/{avid}", headers=hd))
+    ok(client.post(f"/visits/{avid}/signatures", json={"meaning": "approval", "password": PASSWORD,
+                                                       "expected_version": v["version"]}, headers=hi), 201)
+    ok(client.post(f"/visits/{avid}/lock", json={"reason": "interim analysis"}, headers=hd))
+
+    def trail(pid: str, visit: str, qid: str) -> list[str]:
+        return (_normalised(app.participant_history(dm_actor, pid)) + _normalised(app.visit_history(dm_actor, visit))
+                + _normalised(app.query_history(dm_actor, qid)))
+
+    web, api = trail(web_pid, vid, web_qid), trail(api_pid, avid, api_qid)
+    import difflib
+    assert len(web) > 30 and web == api, "\n".join(difflib.unified_diff(api, web, "api", "web", lineterm=""))
+    sources = {e["source"] for e in app.visit_history(dm_actor, vid) if e["actor"]["username"] != "system"}
+    assert sources == {"web"} and {e["source"] for e in app.visit_history(dm_actor, avid)} <= {"api", "system"}
