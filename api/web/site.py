@@ -114,9 +114,12 @@ def _participants_page(request: Request, actor: Actor, *, form: dict | None = No
     svc = _svc(request)
     rows = sorted(svc.app.list_participants(actor), key=lambda r: (r["site"], r["screening_number"]))
     sites = sorted(svc.app.sites) if actor.site in ("*", None) else [actor.site]
+    study_lock = svc.app.study_lock_status(actor) if _can(actor, "lock.read") else None
+    signing = svc.app.signature_enablement(actor) if actor.role == "investigator" else None
     response = page(request, actor, "site:participants", "site/participants.html",
                     {"rows": rows, "sites": sites, "sexes": SEXES, "form": form or {}, "errors": errors or {},
-                     "can_write": _can(actor, "participant.write"), "done": request.query_params.get("done")},
+                     "can_write": _can(actor, "participant.write"), "done": request.query_params.get("done"),
+                     "study_lock": study_lock, "can_lock": _can(actor, "lock.manage"), "signing": signing},
                     rows=len(rows))
     response.status_code = status
     return response
@@ -139,6 +142,44 @@ async def screen(request: Request, actor: ActorW):
     except Conflict as e:
         return _participants_page(request, actor, form=form, errors={"screening_number": e.detail}, status=409)
     return _go(f"/ui/site/participants/{result['id']}", "screened")
+
+
+@router.post("/study/lock")
+async def study_lock(request: Request, actor: ActorW):
+    """The data manager locks or unlocks the whole study (``POST /study/lock``, ``/study/unlock``)."""
+    form = await check_csrf(request)
+    app = _svc(request).app
+    try:
+        if form.get("action") == "unlock":
+            body = _model(UnlockRequest, {"reason": form.get("study_reason", "")})
+            await run_in_threadpool(lambda: app.unlock_study(actor, reason=body.reason, source="web"))
+        else:
+            body = _model(LockRequest, {"reason": _blank(form.get("study_reason"))})
+            await run_in_threadpool(lambda: app.lock_study(actor, reason=body.reason, source="web"))
+    except InvalidInput as e:
+        return _participants_page(request, actor, errors={f"study_{k}": m for k, m in _field_errors(e).items()}, status=422)
+    except Conflict as e:
+        return _participants_page(request, actor, errors={"study_reason": e.detail}, status=409)
+    return _go("/ui/site/participants#study-lock", "study unlocked" if form.get("action") == "unlock" else "study locked")
+
+
+@router.post("/signing/acknowledgement")
+async def acknowledge(request: Request, actor: ActorW):
+    """The investigator's accountability statement, typed in full (``POST /me/signature-acknowledgement``, R31)."""
+    from api.signature_schemas import Acknowledgement
+
+    form = await check_csrf(request)
+    app = _svc(request).app
+    try:
+        body = _model(Acknowledgement, {"statement": form.get("statement", "")})
+        await run_in_threadpool(lambda: app.acknowledge_signature_accountability(actor, statement=body.statement,
+                                                                                 source="web"))
+    except InvalidInput as e:
+        return _participants_page(request, actor, errors=_field_errors(e), form={"statement": form.get("statement", "")},
+                                  status=422)
+    except Conflict as e:
+        return _participants_page(request, actor, errors={"statement": e.detail}, status=409)
+    return _go("/ui/site/participants#signing", "signing enabled")
 
 
 def _participant_page(request: Request, actor: Actor, pid: str, *, errors: dict | None = None, form: dict | None = None,
@@ -304,7 +345,8 @@ def _sdv_withdrawn(history: list[dict]) -> dict[str, dict]:
 
 
 def _visit_page(request: Request, actor: Actor, vid: str, *, errors: dict | None = None, form: dict | None = None,
-                status: int = 200, conflict: dict | None = None, section: str | None = None) -> Response:
+                status: int = 200, conflict: dict | None = None, section: str | None = None,
+                preview: dict | None = None) -> Response:
     svc = _svc(request)
     v = svc.app.get_visit(actor, vid)
     p = svc.app.get_participant(actor, v["participant_id"])
@@ -325,7 +367,7 @@ def _visit_page(request: Request, actor: Actor, vid: str, *, errors: dict | None
         "lock": lock, "lock_scope": lock_scope, "signed": signed, "history_count": len(history),
         "withdrawn": _sdv_withdrawn(history), "stored": set(v["items"]) | set(v["cleared_items"]),
         "body_rows": BODY_ROWS, "midline": MIDLINE, "paired": PAIRED, "acr_groups": ACR_GROUPS,
-        "errors": errors or {}, "form": form, "conflict": conflict, "section": section,
+        "errors": errors or {}, "form": form, "conflict": conflict, "section": section, "preview": preview,
         "can_write": can_write, "can_sdv": _can(actor, "sdv.write", v["site"]) and lock is None,
         "can_query": _can(actor, "query.open", v["site"]), "can_sign": _can(actor, "signature.sign", v["site"]),
         "can_lock": _can(actor, "lock.manage", v["site"]), "item_codes": ITEM_CODES,
@@ -400,7 +442,7 @@ async def visit_items(request: Request, vid: str, actor: ActorW):
             plan.append((code, _model(ItemValue, body)))
         except InvalidInput as e:
             errors.update({f"item.{code}" if k == "value" else k: m for k, m in _field_errors(e).items()})
-    if any(code in stored for code, _ in plan) and not reason:
+    if any(code in stored for code, _ in plan) and not reason and form.get("preview") != "yes":
         errors["reason"] = "changing a stored value needs a reason (R5); first entries need none"
     if not errors and plan:
         from domain.visit import validate_item_value
@@ -410,6 +452,18 @@ async def visit_items(request: Request, vid: str, actor: ActorW):
                     validate_item_value(code, body.value)
                 except InvalidInput as e:
                     errors[f"item.{code}"] = "; ".join(m for _, m in e.errors)
+    if form.get("preview") == "yes":  # the scores as they would be stored; nothing is saved
+        from application.scores import score_items
+
+        would = {**v["items"]}
+        for code, body in plan:
+            if body.clear:
+                would.pop(code, None)
+            else:
+                would[code] = body.value
+        acr, mrss = (None, None) if errors else score_items(would)
+        return _visit_page(request, actor, vid, errors=errors, form=form, status=422 if errors else 200, section="items",
+                           preview={"acr": acr, "mrss": mrss, "changes": len(plan)})
     if errors:
         return _visit_page(request, actor, vid, errors=errors, form=form, status=422, section="items")
 

@@ -328,3 +328,44 @@ def test_the_forms_leave_the_same_audit_trail_as_the_api(services, users, client
     assert len(web) > 30 and web == api, "\n".join(difflib.unified_diff(api, web, "api", "web", lineterm=""))
     sources = {e["source"] for e in app.visit_history(dm_actor, vid) if e["actor"]["username"] != "system"}
     assert sources == {"web"} and {e["source"] for e in app.visit_history(dm_actor, avid)} <= {"api", "system"}
+
+
+def test_preview_shows_the_scores_as_they_would_be_stored_and_saves_nothing(services, users):
+    c = client_for(services, "coord")
+    pid = enrol(c)
+    vid = visit_id(services, pid, "BL")
+    page = f"/ui/site/visits/{vid}"
+    dm = services.app.actor_for(users["dm"]["id"])
+    form_post(c, page, f"{page}/date", {"date": services.app.get_visit(dm, vid)["target_date"]})
+    r = form_post(c, page, f"{page}/items", {**all_sites(2), "preview": "yes"})
+    assert r.status_code == 200 and re.search(r'id="preview-mrss">34<', r.text) and "Not saved yet" in r.text
+    assert services.app.get_visit(dm, vid)["items"] == {}
+    r = form_post(c, page, f"{page}/items", {**all_sites(2), "item.mrss.face": "7", "preview": "yes"})
+    assert r.status_code == 422 and 'id="err-item-mrss-face" role="alert"' in r.text
+
+
+def test_study_lock_and_the_signing_acknowledgement_forms(services, users):
+    """R31, R34: the investigator enables signing by typing the statement; the data manager locks the study
+    (every form read-only, saying why) and unlocks it only with a reason."""
+    app = services.app
+    coord, inv, dm = client_for(services, "coord"), client_for(services, "inv"), client_for(services, "dm")
+    pid = enrol(coord)
+    vid = visit_id(services, pid, "BL")
+    assert "an administrator must first record" in inv.get("/ui/site/participants").text
+    app.verify_signer_identity(app.actor_for(users["adm"]["id"]), users["inv"]["id"], method="photo ID in person",
+                               evidence="passport seen")
+    r = form_post(inv, "/ui/site/participants", "/ui/site/signing/acknowledgement", {"statement": "I agree"})
+    assert r.status_code == 422 and 'id="err-statement" role="alert"' in r.text
+    assert not app.signature_enablement(app.actor_for(users["inv"]["id"]))["enabled"]
+    r = form_post(inv, "/ui/site/participants", "/ui/site/signing/acknowledgement", {"statement": ACCOUNTABILITY_STATEMENT})
+    assert r.status_code == 303 and app.signature_enablement(app.actor_for(users["inv"]["id"]))["enabled"]
+    assert form_post(coord, "/ui/site/participants", "/ui/site/study/lock", {"study_reason": "x"}).status_code == 403
+    r = form_post(dm, "/ui/site/participants", "/ui/site/study/lock", {"study_reason": "final analysis"})
+    assert r.status_code == 303
+    shown = coord.get(f"/ui/site/visits/{vid}").text
+    assert "Read-only: the study is locked" in shown and "final analysis" in shown and 'id="save-items"' not in shown
+    r = form_post(dm, "/ui/site/participants", "/ui/site/study/lock", {"action": "unlock", "study_reason": ""})
+    assert r.status_code == 422 and 'id="err-study_reason" role="alert"' in r.text
+    assert app.study_lock_status(app.actor_for(users["dm"]["id"]))["locked"]
+    r = form_post(dm, "/ui/site/participants", "/ui/site/study/lock", {"action": "unlock", "study_reason": "analysis rerun"})
+    assert r.status_code == 303 and not app.study_lock_status(app.actor_for(users["dm"]["id"]))["locked"]

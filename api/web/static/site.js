@@ -20,7 +20,7 @@
   }
   var reason = document.getElementById("reason");
   form.addEventListener("submit", function (event) {
-    if (!reason) { return; }
+    if (!reason || (event.submitter && event.submitter.name === "preview")) { return; }
     var changed = changedStored();
     var old = document.getElementById("err-reason");
     if (changed.length && !reason.value.trim()) {
