@@ -415,6 +415,18 @@ def _submitted(form: dict) -> dict[str, Any]:
     return values
 
 
+def _values_at(history: list[dict], version: int | None) -> dict[str, Any]:
+    """The items as they were at ``version`` (the form's expected_version), from the visit's history."""
+    values: dict[str, Any] = {}
+    for e in history:
+        if version is not None and e["version"] > version:
+            break
+        for c in e["changes"]:
+            if c["field"] in ITEM_CODES:
+                values[c["field"]] = c["new_value"]
+    return values
+
+
 @router.post("/visits/{vid}/items")
 async def visit_items(request: Request, vid: str, actor: ActorW):
     """Each item that differs from the stored value is sent as the API's ``PUT /visits/{id}/items/{code}``
@@ -481,7 +493,8 @@ async def visit_items(request: Request, vid: str, actor: ActorW):
     except Conflict as e:
         now = app.get_visit(actor, vid)
         mine = _submitted(form)
-        rows = [{"code": code, "mine": mine.get(code), "now": now["items"].get(code), "was": v["items"].get(code)}
+        opened = _values_at(app.visit_history(actor, vid), _version(form))
+        rows = [{"code": code, "mine": mine.get(code), "now": now["items"].get(code), "was": opened.get(code)}
                 for code, _ in plan]
         return _visit_page(request, actor, vid, status=409, section="items",
                            conflict={"message": e.detail, "items": rows})

@@ -139,6 +139,8 @@ def test_a_stale_form_gets_the_conflict_with_the_new_values_and_overwrites_nothi
     r = c2.post(f"{page}/items", data={"csrf_token": csrf_of(stale), "expected_version": version, **all_sites(1),
                                        "item.mrss.face": "3", "reason": "palpated by the second examiner"}, follow_redirects=False)
     assert r.status_code == 409 and 'id="conflict"' in r.text and "Stored now" in r.text
+    row = re.search(r"<tr><td><code>mrss.face</code></td>(.*?)</tr>", r.text).group(1)
+    assert re.findall(r"<td>(?:<strong>)?(\w+)", row) == ["1", "3", "2"]  # opened with 1, typed 3, stored now 2
     assert services.app.get_visit(services.app.actor_for(users["dm"]["id"]), vid)["items"]["mrss.face"] == 2
 
 
