@@ -371,3 +371,18 @@ def test_study_lock_and_the_signing_acknowledgement_forms(services, users):
     assert app.study_lock_status(app.actor_for(users["dm"]["id"]))["locked"]
     r = form_post(dm, "/ui/site/participants", "/ui/site/study/lock", {"action": "unlock", "study_reason": "analysis rerun"})
     assert r.status_code == 303 and not app.study_lock_status(app.actor_for(users["dm"]["id"]))["locked"]
+
+
+def test_site_pages_carry_no_inline_script_style_or_handler(services, users):
+    """A CSP of default-src 'self' keeps every form working: scripts only from /ui/static, no inline code."""
+    coord = client_for(services, "coord")
+    pid = enrol(coord)
+    vid = visit_id(services, pid, "BL")
+    for path in ("/ui/site/participants", f"/ui/site/participants/{pid}", f"/ui/site/visits/{vid}", "/ui/site/queries",
+                 f"/ui/site/participants/{pid}/adverse-events/new"):
+        html = coord.get(path).text
+        scripts = re.findall(r"<script[^>]*>", html)
+        assert all(re.fullmatch(r'<script src="/ui/static/[\w.-]+\.js" defer>', s) for s in scripts), (path, scripts)
+        assert "</script>" not in html.replace('defer></script>', '') and " style=" not in html, path
+        assert not re.search(r"\son[a-z]+=", html), path
+    assert coord.get("/ui/static/site.js").status_code == 200
