@@ -22,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from api.safety_schemas import FollowUp, ReportAdverseEvent
+from api.safety_schemas import FollowUp, ReportAdverseEvent, SafetyReport
 from api.schemas import Consent, Eligibility, ItemValue, ScreenParticipant, VisitHeld, Withdrawal
 from api.signature_schemas import AnswerQuery, CloseQuery, LockRequest, OpenQuery, ReopenQuery, SignRequest, UnlockRequest
 from api.web.pages import ActorW, WebRoute, page
@@ -660,11 +660,13 @@ def _ae_page(request: Request, actor: Actor, pid: str, *, errors: dict | None = 
     svc = _svc(request)
     p = svc.app.get_participant(actor, pid)
     ae = svc.app.get_adverse_event(actor, ae_id) if ae_id else None
-    clocks = [c for c in svc.app.safety_obligations(actor, at=None, site=p["site"]) if c.get("ae_id") in (ae_id,)] if ae_id else []
+    clocks = [c for c in svc.app.safety_obligations(actor, at=None, site=p["site"]) if c["adverse_event_id"] == ae_id] if ae_id else []
     response = page(request, actor, "site:adverse-event", "site/ae.html", {
         **_labels(), "p": p, "ae": ae, "clocks": clocks, "fields": _ae_fields(), "errors": errors or {},
         "form": form or {}, "rule": ReportAdverseEvent.__doc__, "done": request.query_params.get("done"),
         "can_write": _can(actor, "ae.write", p["site"]), "can_sign": _can(actor, "signature.sign", p["site"]),
+        "recipients": _choices(SafetyReport.model_fields["recipient"].annotation),
+        "report_kinds": _choices(SafetyReport.model_fields["kind"].annotation),
     }, filters={"participant": pid, **({"adverse_event": ae_id} if ae_id else {})}, rows=1)
     response.status_code = status
     return response
@@ -738,3 +740,25 @@ async def sign_ae(request: Request, pid: str, ae_id: str, actor: ActorW):
     return await _signing(request, actor, call, lambda e, form: _ae_page(
         request, actor, pid, ae_id=ae_id, errors=e, form=form, status=e.pop("_status")),
         f"/ui/site/participants/{pid}/adverse-events/{ae_id}")
+
+
+@router.post("/participants/{pid}/adverse-events/{ae_id}/reports")
+async def record_report(request: Request, pid: str, ae_id: str, actor: ActorW):
+    """A report made to the sponsor or the authority (``POST /adverse-events/{id}/reports``): it meets the
+    oldest open clock of its kind."""
+    form = await check_csrf(request)
+    app = _svc(request).app
+    values = _ae_values({"aware_at": form.get("reported_at", "")})
+    try:
+        body = _model(SafetyReport, {"recipient": form.get("recipient", ""), "kind": form.get("kind", ""),
+                                     "reported_at": values.get("aware_at", ""), "reference": _blank(form.get("reference")),
+                                     "expected_version": _version(form)})
+        await run_in_threadpool(lambda: app.record_safety_report(
+            actor, ae_id, recipient=body.recipient, kind=body.kind, reported_at=body.reported_at, reference=body.reference,
+            expected_version=body.expected_version, source="web"))
+    except InvalidInput as e:
+        return _ae_page(request, actor, pid, ae_id=ae_id, errors={f"report.{k}": m for k, m in _field_errors(e).items()},
+                        form=form, status=422)
+    except Conflict as e:
+        return _ae_page(request, actor, pid, ae_id=ae_id, errors={"report.kind": e.detail}, form=form, status=409)
+    return _go(f"/ui/site/participants/{pid}/adverse-events/{ae_id}#clocks", "report recorded")

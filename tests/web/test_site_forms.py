@@ -230,8 +230,24 @@ def test_adverse_event_form_maps_the_api_field_paths_to_the_inputs(services, use
         values.update(aerel_treg="NOT APPLICABLE", aeacn="NOT APPLICABLE")
     r = form_post(coord, page, f"/ui/site/participants/{pid}/adverse-events", values)
     assert r.status_code == 303, r.text
-    shown = coord.get(r.headers["location"]).text
+    ae_page = r.headers["location"].split("?")[0]
+    shown = coord.get(ae_page).text
     assert "Reporting clocks" in shown and "Pneumonia" in shown
+    clock = re.search(r"<tr class=\"[^\"]*\"><td>([^<]+) <span class=\"small\">\(sae_initial\)</span></td><td>sponsor</td>", shown)
+    assert clock, shown[shown.index("Reporting clocks"):][:1500]  # the SAE started the sponsor's clock, with its deadline
+    bad = form_post(coord, ae_page, ae_page + "/reports", {"recipient": "sponsor", "kind": "sae_initial", "reported_at": "soon"})
+    assert bad.status_code == 422 and 'id="err-report-reported_at" role="alert"' in bad.text
+    ok = form_post(coord, ae_page, ae_page + "/reports", {"recipient": "sponsor", "kind": "sae_initial",
+                                                           "reported_at": "2026-02-02T12:00", "reference": "SAE-1"})
+    assert ok.status_code == 303, ok.text
+    assert "(sae_initial)</span></td><td>sponsor" not in coord.get(ae_page).text  # the clock is met
+    ae_id = ae_page.rsplit("/", 1)[1]
+    fu = form_post(coord, ae_page, ae_page + "/follow-up", {"change.aeout": "RECOVERED/RESOLVED", "reason": ""})
+    assert fu.status_code == 422 and 'id="err-reason" role="alert"' in fu.text
+    fu = form_post(coord, ae_page, ae_page + "/follow-up", {"change.aeout": "RECOVERED/RESOLVED", "change.aeendat": "2026-02-20",
+                                                             "reason": "discharged, resolved per the clinic letter"})
+    assert fu.status_code == 303, re.findall(r'role="alert">[^<]*', fu.text)
+    assert services.app.get_adverse_event(services.app.actor_for(users["dm"]["id"]), ae_id)["aeout"] == "RECOVERED/RESOLVED"
 
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
