@@ -50,7 +50,6 @@ MIDLINE = [c for c in MRSS_SITES if not c.endswith(("_right", "_left"))]
 PAIRED = [(base, r, lft) for base, r, lft in BODY_ROWS if r]
 ACR_GROUPS = [(name, [code for code, _ in subs]) for name, subs in ACR_EULAR_CATEGORIES] + \
     [("Exclusions", list(ACR_EULAR_EXCLUSIONS))]
-ACR_CHOICES = (("yes", True), ("no", False), ("unknown", None))
 
 
 def _svc(request: Request) -> Any:

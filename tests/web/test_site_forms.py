@@ -35,11 +35,6 @@ def client_for(services, username: str) -> TestClient:
     return c
 
 
-def post(c: TestClient, path: str, data: dict, page: str | None = None):
-    form = c.get(page or path.rsplit("/", 1)[0] if page is None else page)
-    return c.post(path, data={"csrf_token": csrf_of(form.text), **data}, follow_redirects=False)
-
-
 def form_post(c: TestClient, page: str, path: str, data: dict):
     html = c.get(page).text
     return c.post(path, data={"csrf_token": csrf_of(html), **data}, follow_redirects=False)
