@@ -15,7 +15,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import InvalidInput
 
-SOURCES = frozenset({"api", "cli", "system", "import"})
+SOURCES = frozenset({"api", "cli", "system", "import", "web"})
 
 #: Coded reasons for change (R5). Free text is always required beside the code.
 REASON_CODES = frozenset(

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.web import pages
+from api.web import pages, site
 
 STATIC = Path(__file__).with_name("static")
 DOCS_PAGE = (Path(__file__).parent / "templates" / "docs.html").read_text(encoding="utf-8")
@@ -30,6 +30,7 @@ def install(app: FastAPI) -> None:
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="web-static")
     app.mount("/docs/assets", StaticFiles(directory=_docs_assets()), name="docs-assets")
     app.include_router(pages.router)
+    app.include_router(site.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
