@@ -248,7 +248,7 @@ async def password_change(request: Request):
     try:
         await run_in_threadpool(svc.app.change_own_password, username, form.get("current_password", ""),
                                 form.get("new_password", ""), client=request.client.host if request.client else "unknown",
-                                source="api")
+                                source="web")
     except InvalidInput as e:
         return render(request, "password.html", {"username": username, "why": None,
                                                  "error": "; ".join(msg for _, msg in e.errors) or e.detail}, status=422)
