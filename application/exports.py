@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import uuid4
 
+from application import concealment
 from application.odm import CLINICAL_TOPICS, STUDY_OID, LeafLocator, OdmWriter, reorder, write_document
 from application.views import iso
 from domain import access
@@ -75,7 +76,7 @@ class OdmExports:
         located.sort(key=lambda t: t[:2])
         file_oid = self._record(actor, scope="participant", participant_id=str(participant.id), site=participant.site,
                                 cut=cut, as_of=as_of, source=source)
-        writer = OdmWriter(self.app.sites)
+        writer = OdmWriter(self.app.sites, conceal=concealment.conceals(actor))
         blocks = (b for _, nid, leaf, e in located if (b := writer.render(e, nid, leaf)) is not None)
         return write_document(writer, blocks, lambda: writer.header(
             file_oid=file_oid, created=created, as_of=as_of, granularity="SingleSubject",
@@ -91,7 +92,7 @@ class OdmExports:
         created = dt.datetime.now(dt.timezone.utc)
         file_oid = self._record(actor, scope="site" if site else "study", participant_id=None, site=site, cut=cut,
                                 as_of=None, source=source)
-        writer = OdmWriter(self.app.sites)
+        writer = OdmWriter(self.app.sites, conceal=concealment.conceals(actor))
         blocks = reorder(self._study_blocks(writer, cut, site, progress, page))
         return write_document(writer, blocks, lambda: writer.header(
             file_oid=file_oid, created=created, as_of=None, granularity="SingleSite" if site else "All",

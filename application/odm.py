@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from application.concealment import concealed_field
 from application.views import iso
 from domain.adverse_event import AdverseEvent
 from domain.crf import ACR_EULAR_LABELS, AE_LABELS, MRSS_LABELS, PARTICIPANT_LABELS, VISIT_FIELD_LABELS
@@ -234,6 +235,8 @@ class OdmWriter:
     removed: set[tuple[UUID, str]] = field(default_factory=set)
     transactions: int = 0
     last_timestamp: dt.datetime | None = None
+    #: for a site-bound reader: leave out allocation slots and the rule's block structure (issue 13 E.19)
+    conceal: bool = False
 
     def audit_record(self, e: Any, source_id: str) -> str:
         audit = e.audit
@@ -327,7 +330,7 @@ class OdmWriter:
         out = []
         for name, value, tx in values:
             meta = GROUPS[group].get(name)
-            if meta is None:
+            if meta is None or (self.conceal and concealed_field(name)):
                 continue
             val = "" if tx == "Remove" else f" Value={_q(_value(value))}"
             out.append(f'<ItemData ItemOID="{meta.oid}" TransactionType="{tx}"{val}>{ar}</ItemData>')

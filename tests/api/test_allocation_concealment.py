@@ -58,3 +58,17 @@ def test_sponsor_roles_still_see_the_slot(client, login, randomised_participant)
     assert client.get(f"/participants/{pid}", headers=dm).json()["allocation_slot"] == 1
     history = client.get(f"/participants/{pid}/history", headers=dm).json()
     assert "allocation_slot" in _fields(next(h for h in history if h["type"] == "ParticipantRandomised")["changes"])
+
+
+def test_the_odm_export_of_a_site_role_carries_no_slot(client, login, randomised_participant):
+    """E.19: a site-bound user's ODM archive (participant or site) holds the arm but not the allocation slot;
+    a data manager's holds both."""
+    inv = login("inv1", "investigator")
+    pid, _ = randomised_participant(inv)
+    dm = login("dm1", "data_manager", "*")
+    for who, slot_expected in ((inv, False), (dm, True)):
+        for params in ({"participant": pid}, {}):
+            r = client.get("/exports/odm", params=params, headers=who)
+            assert r.status_code == 200, r.text
+            assert ('<ItemData ItemOID="IT.RAND.ALLOCATION_SLOT"' in r.text) is slot_expected, params
+            assert '<ItemData ItemOID="IT.RAND.ARM"' in r.text
