@@ -54,6 +54,9 @@ POLICY: dict[str, frozenset[str]] = {
     # oversight roles (not investigators or coordinators); an old-format leaf carries its event, so its data goes to inspectors only
     "integrity.leaves": frozenset({"admin", "monitor", "data_manager", "inspector"}),
     "integrity.leaf_events": frozenset({"inspector"}),
+    # a participant's inspector bundle carries its events whole (allocation slots included): sponsor-side
+    # oversight roles only, never a site role (issue 13 A.2, E.19) nor the administrator (no clinical data)
+    "integrity.bundle": frozenset({"data_manager", "inspector"}),
 }
 
 

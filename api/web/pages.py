@@ -41,6 +41,7 @@ from api.web.session import (
     sign_in,
     web_actor,
 )
+from domain import access
 from domain.audit import Actor
 from domain.errors import AuthenticationFailed, DomainError, InvalidInput, PasswordChangeRequired, TooManyAttempts
 
@@ -389,6 +390,7 @@ def bundle(request: Request, participant_id: str, actor: ActorW):
     from infrastructure.bundle import write_bundle
 
     svc = request.app.state.services
+    access.require(actor, "integrity.bundle")  # whole events, slots included: oversight roles only
     svc.app.get_participant(actor, participant_id)  # the role and the site wall, as in the API
     data = svc.integrity.bundle(participant_id)
     buffer = io.BytesIO()
@@ -522,7 +524,8 @@ def integrity(request: Request, actor: ActorW, participant: str = "", verify: bo
     visible = svc.app.list_participants(actor)
     return page(request, actor, "integrity", "integrity.html",
                 {"head": head, "fingerprint": key_fingerprint, "report": report, "chosen": chosen,
-                 "participants": visible, "participant": participant},
+                 "participants": visible, "participant": participant,
+                 "may_bundle": access.can(actor, "integrity.bundle")},
                 filters=_strip({"participant": participant}), rows=1)
 
 

@@ -371,3 +371,13 @@ def test_a_one_time_password_leads_to_choosing_ones_own(web, trial, services, ac
                                           "repeat_password": mine})
     assert done.status_code == 200 and "new password is set" in done.text
     assert sign_in(web, "new.monitor", mine).status_code == 303
+
+
+def test_a_site_role_cannot_download_a_bundle(web, trial):
+    """Issue 13 A.2/E.19: a bundle carries the participant's events whole, allocation slot included, and
+    every leaf of the log: oversight roles only. A MINSK investigator gets 403 for a MINSK participant."""
+    sign_in(web, "inv.minsk")
+    r = web.get(f"/ui/participants/{trial['minsk']}/bundle.zip")
+    assert r.status_code == 403 and r.headers["content-type"].startswith("text/html")
+    page = web.get("/ui/integrity", params={"participant": trial["minsk"]})
+    assert "bundle.zip" not in page.text and "data managers and inspectors download it" in page.text
