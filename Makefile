@@ -50,4 +50,4 @@ clean:
 
 # Refresh the README's screenshots (docs/screenshots/) from the browser tests.
 screenshots: $(VENV)/.installed-dev test-tools
-	TRIALAUDIT_SCREENSHOTS=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/web/test_browser.py
+	TRIALAUDIT_SCREENSHOTS=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/web/test_browser.py tests/web/test_site_browser.py
