@@ -450,7 +450,8 @@ def bundle(
     out.print(
         f"wrote {manifest['events']} events and all {manifest['leaves']} leaves of the log, against a signed head "
         f"over {manifest['tree_size']} leaves, to {out_dir}\n"
-        f"check it anywhere with: python3 {out_dir / 'verify_bundle.py'} {out_dir}"
+        f"check it anywhere with: python3 {out_dir / 'verify_bundle.py'} {out_dir}",
+        soft_wrap=True,  # the command stays on one line, whatever the terminal's width, to copy and paste
     )
 
 

@@ -57,7 +57,11 @@ def _svc(request: Request) -> Any:
 
 
 def _go(url: str, done: str | None = None) -> RedirectResponse:
-    return RedirectResponse(url + (("&" if "?" in url else "?") + urlencode({"done": done}) if done else ""), 303)
+    """303 to url, with ?done= before any #fragment: a query written after the fragment is never sent."""
+    path, hash_, fragment = url.partition("#")
+    if done:
+        path += ("&" if "?" in path else "?") + urlencode({"done": done})
+    return RedirectResponse(path + hash_ + fragment, 303)
 
 
 def _model(model: type[BaseModel], data: dict[str, Any], prefix: tuple[str, ...] = ()) -> BaseModel:

@@ -261,3 +261,13 @@ def test_whole_log_bundle_verifies_offline(randomised_participant, cli_env, tmp_
     done = run_verifier(out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every leaf has its event" in done.stdout and "VERIFIED: all" in done.stdout
+
+
+def test_bundle_prints_its_verifier_command_on_one_line(randomised_participant, cli_env, tmp_path):
+    """Try-it run: the command to check the bundle was wrapped at 80 columns, so pasting it ran the
+    verifier without its bundle directory."""
+    pid, _ = randomised_participant()
+    out = tmp_path / "a-directory-name-long-enough-to-push-the-command-past-eighty-columns" / "bundle"
+    result = CliRunner().invoke(cli, ["bundle", "--out", str(out), "--participant", pid])
+    assert result.exit_code == 0, result.output
+    assert f"check it anywhere with: python3 {out / 'verify_bundle.py'} {out}" in result.output.splitlines()
