@@ -266,7 +266,7 @@ def _read_only_integrity_services():
 
     s = settings()
     needed = [] if s.signing_key else [s.data_dir / KEY_FILE]
-    needed.append(s.data_dir / SUBJECT_KEY_FILE)
+    needed += [s.data_dir / SUBJECT_KEY_FILE, s.data_dir / "snapshot.key"]
     for path in needed:
         if not path.exists():
             fail(f"{path} is missing: point TRIALAUDIT_DATA_DIR at the data directory that holds this log's keys")
@@ -275,7 +275,7 @@ def _read_only_integrity_services():
         if not db.exists():
             fail(f"no store at {db}")
     try:
-        return build(s, follow=False)
+        return build(s, follow=False, create_keys=False)
     except (StoreConfigError, ValueError) as e:
         fail(str(e))
     except Exception as e:  # e.g. a store that cannot be opened: an environment error, not tampering

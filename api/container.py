@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Callable
 
 from application.integrity import IntegrityService
@@ -21,7 +23,7 @@ from infrastructure.export_jobs import ExportJobs
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.merkle_store import SUBJECT_KEY_FILE, MerkleLog, attach_head_signer
 from infrastructure.readmodels import open_read_models
-from infrastructure.secrets import from_text, load_or_create
+from infrastructure.secrets import from_text, load_existing, load_or_create
 from infrastructure.settings import Settings
 from infrastructure.signing import load_signer, verify_signature
 from infrastructure.tokens import TokenService
@@ -42,16 +44,25 @@ class Services:
         self.app.close()
 
 
-def _allocation_seed(settings: Settings) -> bytes:
+def _key(path: Path, create: bool) -> bytes:
+    """A key of the data directory: made when missing, unless this is a read-only build (`verify`), which
+    writes nothing and stands in a key of this process alone for those it never uses (token, seed)."""
+    if create:
+        return load_or_create(path)
+    existing = load_existing(path)
+    return existing if existing is not None else secrets.token_bytes(32)
+
+
+def _allocation_seed(settings: Settings, create: bool = True) -> bytes:
     if settings.allocation_seed:
         return from_text(settings.allocation_seed)
-    return load_or_create(settings.data_dir / "allocation.seed")
+    return _key(settings.data_dir / "allocation.seed", create)
 
 
-def _token_key(settings: Settings) -> bytes:
+def _token_key(settings: Settings, create: bool = True) -> bytes:
     if settings.secret_key:
         return from_text(settings.secret_key)
-    return load_or_create(settings.data_dir / "token.key")
+    return _key(settings.data_dir / "token.key", create)
 
 
 def setup_store(settings: Settings, progress: Callable[[int, int], None] | None = None) -> None:
@@ -90,8 +101,10 @@ def reporting_rules(settings: Settings) -> ReportingRules:
     )
 
 
-def build(settings: Settings | None = None, *, create_tables: bool = False, follow: bool = True) -> Services:
-    """Wire the application. ``follow``: keep the read models up to date in this process."""
+def build(settings: Settings | None = None, *, create_tables: bool = False, follow: bool = True,
+          create_keys: bool = True) -> Services:
+    """Wire the application. ``follow``: keep the read models up to date in this process. ``create_keys``
+    False: write no key into the data directory (the caller checked that the keys it needs exist)."""
     settings = settings or Settings()
     env = store.eventsourcing_env(
         settings.database_url, create_table=create_tables, pool_size=settings.postgres_pool_size
@@ -100,10 +113,10 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
     app = TrialApplication(
         env,
         passwords=passwords,
-        allocation_seed=_allocation_seed(settings),
+        allocation_seed=_allocation_seed(settings, create_keys),
         sites=settings.sites,
         max_failed_logins=settings.max_failed_logins,
-        snapshot_key=load_or_create(settings.data_dir / "snapshot.key"),  # seals snapshots (C.6)
+        snapshot_key=_key(settings.data_dir / "snapshot.key", create_keys),  # seals snapshots (C.6)
     )
     app.accounts = accounts = SQLAccountStore(app.recorder, settings.session_cache_seconds)
     if create_tables:
@@ -123,19 +136,19 @@ def build(settings: Settings | None = None, *, create_tables: bool = False, foll
         engine.start()
     return Services(
         settings=settings, app=app, projections=engine,
-        tokens=SessionService(app, TokenService(_token_key(settings), settings.session_max_seconds), accounts,
+        tokens=SessionService(app, TokenService(_token_key(settings, create_keys), settings.session_max_seconds), accounts,
                               idle_timeout_seconds=settings.idle_timeout_seconds,
                               session_max_seconds=settings.session_max_seconds),
-        integrity=_integrity(settings, app),
+        integrity=_integrity(settings, app, create_keys),
         exports=ExportJobs(settings.data_dir / "exports", max_running_per_owner=settings.export_jobs_per_user,
                            retention=timedelta(hours=settings.export_retention_hours)),
     )
 
 
-def _integrity(settings: Settings, app: TrialApplication) -> IntegrityService:
+def _integrity(settings: Settings, app: TrialApplication, create_keys: bool = True) -> IntegrityService:
     signer = load_signer(settings.signing_key, settings.data_dir)
     attach_head_signer(app.recorder, signer, settings.head_interval_seconds,
-                       subject_key=load_or_create(settings.data_dir / SUBJECT_KEY_FILE))
+                       subject_key=_key(settings.data_dir / SUBJECT_KEY_FILE, create_keys))
     return IntegrityService(MerkleLog(app.recorder), signer, verify_signature)
 
 

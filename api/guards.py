@@ -7,8 +7,8 @@ internals:
 * ``SecurityHeaders`` adds ``Cache-Control: no-store``, ``X-Content-Type-Options: nosniff``, a
   restrictive Content-Security-Policy (``default-src 'self'``, no inline script, ``frame-ancestors
   'none'``), ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer`` to every response that
-  does not set its own. The interactive API docs (``/docs``, ``/redoc``) load FastAPI's Swagger/ReDoc
-  from its CDN with an inline bootstrap script, so they get a policy that allows exactly that.
+  does not set its own. The interactive API docs (``/docs``, ``/redoc``) are served offline from the
+  fastapi-offline package; they set styles at run time (and ReDoc starts a worker), which their policy allows.
 * ``RequestGuard`` refuses a body larger than ``settings.max_body_bytes`` with 413 before reading it
   (its Content-Length), or as soon as the bytes received pass the limit (a chunked body). It then
   refuses, with 422 naming the field, any JSON string (key or value), form or query value that holds a

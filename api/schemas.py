@@ -342,7 +342,7 @@ class SignatureOut(BaseModel):
     record_type: str
     record_id: str
     record_version: Any = Field(description="The record's version when signed (a casebook: each record's version)")
-    content_hash: str = Field(description="Hex SHA-256 of the canonical signed content (README: Signatures)")
+    content_hash: str = Field(description="Hex SHA-256 of the canonical signed content (docs/design.md: Signatures)")
     hash_algorithm: str
     valid: bool
     invalidated_by: dict[str, Any] | None = Field(description="The event that broke the signature (R30)")

@@ -24,6 +24,18 @@ def load_or_create(path: Path, nbytes: int = 32) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
+def load_existing(path: Path) -> bytes | None:
+    """Read a secret from ``path`` without creating or touching anything (for read-only commands such as
+    `trialaudit verify`); None when there is none."""
+    try:
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        return None
+    if not data:
+        raise RuntimeError(f"{path} is empty; delete it to generate a new secret")
+    return bytes.fromhex(data.decode())
+
+
 def from_text(value: str) -> bytes:
     try:
         return bytes.fromhex(value)

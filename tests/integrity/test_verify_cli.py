@@ -87,3 +87,19 @@ def test_verify_head_names_leaves_the_log_has(randomised_participant, cli_env, t
     junk = tmp_path / "junk.json"
     junk.write_text("[1, 2]")
     assert CliRunner().invoke(cli, ["verify", "--head", str(junk)]).exit_code == 2
+
+
+def test_verify_creates_no_key_in_a_data_directory_holding_only_its_own(randomised_participant, cli_env, services):
+    """F.22: with only the keys it needs (signing, subject, snapshot), verify passes and leaves the data
+    directory as it found it: no token key or allocation seed is made up beside them."""
+    randomised_participant()
+    data_dir = services.settings.data_dir
+    for name in ("token.key", "allocation.seed"):
+        (data_dir / name).unlink(missing_ok=True)
+    before = sorted(p.name for p in data_dir.iterdir())
+    assert run_verify()[0].exit_code == 0
+    assert sorted(p.name for p in data_dir.iterdir()) == before
+    (data_dir / "snapshot.key").rename(data_dir / "snapshot.key.away")
+    result = CliRunner().invoke(cli, ["verify"])
+    assert result.exit_code == 2 and "snapshot.key is missing" in result.output, result.output
+    assert not (data_dir / "snapshot.key").exists()
