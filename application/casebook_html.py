@@ -43,11 +43,7 @@ def _history(rows: list[dict[str, Any]]) -> str:
            "<th>Role / site</th><th>Event</th><th>Field</th><th>Old</th><th>New</th><th>Reason</th></tr>"]
     for h in rows:
         actor = h["actor"]
-        reason = h.get("reason") or ("first entry" if h["version"] == 1 else "")
-        if h.get("reason_code"):
-            reason = f"[{h['reason_code']}] {reason}"
-        if h.get("query_id"):
-            reason += f" (query {h['query_id']})"
+        reason = reason_text(h)
         changes = h["changes"] or [{"field": "", "label": "", "old_value": None, "new_value": None}]
         for i, c in enumerate(changes):
             first = i == 0
@@ -165,17 +161,24 @@ HISTORY_COLUMNS = [("#", 0.35), ("Recorded (UTC)", 1.45), ("Site local time", 1.
                    ("Event", 1.3), ("Field", 1.9), ("Old", 0.75), ("New", 0.75), ("Reason", 2.4)]
 
 
+def reason_text(h: dict[str, Any]) -> str:
+    """Why a change was made, as the casebook prints it: the reason (or "first entry"), its code and the
+    query it answers."""
+    reason = h.get("reason") or ("first entry" if h["version"] == 1 else "")
+    if h.get("reason_code"):
+        reason = f"[{h['reason_code']}] {reason}"
+    if h.get("query_id"):
+        reason += f" (query {h['query_id']})"
+    return reason
+
+
 def _history_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The rows of the HTML history table, as text: every change with who, when (UTC and site time), old ->
     new and the reason (with its code and any query)."""
     out = []
     for h in rows:
         actor = h["actor"]
-        reason = h.get("reason") or ("first entry" if h["version"] == 1 else "")
-        if h.get("reason_code"):
-            reason = f"[{h['reason_code']}] {reason}"
-        if h.get("query_id"):
-            reason += f" (query {h['query_id']})"
+        reason = reason_text(h)
         changes = h["changes"] or [{"field": "", "label": "", "old_value": None, "new_value": None}]
         for i, c in enumerate(changes):
             first = i == 0
