@@ -4,9 +4,9 @@ Every form posts to a route here that only translates: it reads the form, valida
 request model (``api.schemas``, ``api.signature_schemas``, ``api.safety_schemas``) and calls the same
 application method as the matching API route (``api/routers/*.py``). Errors are shown next to the fields
 they concern (the API's 422 field paths mapped to the inputs), a conflict (409) re-renders the form with
-the values stored now, and nothing changes on any error. The forms are built from the study metadata the
-API itself accepts: the item codes of ``domain.visit.ITEM_CODES`` with the question texts of ``domain.crf``,
-the registry criteria of ``domain.trial``, the CDASH fields of ``ReportAdverseEvent``.
+the values stored now, and nothing changes on any error. The visit forms are built from the study metadata
+(``GET /study/metadata``: its item codes, forms, categories and mRSS sites), with the question texts of
+``domain.crf``; the registry criteria come from ``domain.trial`` and the AE form from ``ReportAdverseEvent``.
 """
 
 from __future__ import annotations
@@ -27,29 +27,39 @@ from api.schemas import Consent, Eligibility, ItemValue, ScreenParticipant, Visi
 from api.signature_schemas import AnswerQuery, CloseQuery, LockRequest, OpenQuery, ReopenQuery, SignRequest, UnlockRequest
 from api.web.pages import ActorW, WebRoute, page
 from api.web.session import check_csrf
+from application.study_metadata import study_metadata
 from domain import access
 from domain.audit import REASON_CODES, Actor
 from domain.crf import ACR_EULAR_LABELS, AE_LABELS, MRSS_LABELS, PARTICIPANT_LABELS
 from domain.errors import Conflict, InvalidInput
-from domain.scoring import ACR_EULAR_CATEGORIES, ACR_EULAR_EXCLUSIONS, MRSS_SITES
 from domain.signature import LEGAL_STATEMENTS
 from domain.trial import EXCLUSION_CODES, INCLUSION_CODES, SEXES
-from domain.visit import ITEM_CODES
 
 _UNION_TAG = re.compile(r"^(.*\[.*\]|int|str|bool|float|date|datetime|function-.*)$")
 router = APIRouter(prefix="/ui/site", include_in_schema=False, route_class=WebRoute)
 
+#: The forms are built from the study's metadata (GET /study/metadata), the data dictionary that is itself
+#: built from the list the API accepts items from: one list, not a second one typed here.
+METADATA = study_metadata()
+_FORMS = {f["code"]: f for f in METADATA["forms"]}
+ITEM_CODES: tuple[str, ...] = tuple(METADATA["item_codes"])
+MRSS_SITE_CODES = [i["code"].split(".", 1)[1] for i in _FORMS["mrss"]["items"]]
+
 #: the mRSS sites as the body is: (row label, right site, left site) or a single midline site
 BODY_ROWS: list[tuple[str, str | None, str | None]] = []
-for _code in MRSS_SITES:
+for _code in MRSS_SITE_CODES:
     if _code.endswith("_right"):
         BODY_ROWS.append((_code[:-6], _code, _code[:-6] + "_left"))
     elif not _code.endswith("_left"):
         BODY_ROWS.append((_code, None, None))
-MIDLINE = [c for c in MRSS_SITES if not c.endswith(("_right", "_left"))]
+MIDLINE = [c for c in MRSS_SITE_CODES if not c.endswith(("_right", "_left"))]
 PAIRED = [(base, r, lft) for base, r, lft in BODY_ROWS if r]
-ACR_GROUPS = [(name, [code for code, _ in subs]) for name, subs in ACR_EULAR_CATEGORIES] + \
-    [("Exclusions", list(ACR_EULAR_EXCLUSIONS))]
+_acr: dict[str, list[str]] = {}
+for _item in _FORMS["acr_eular"]["items"]:  # findings by category, in the metadata's order; then exclusions
+    _acr.setdefault(_item["category"] if _item["role"] == "finding" else "Exclusions", []).append(
+        _item["code"].split(".", 1)[1])
+ACR_GROUPS = [(name, codes) for name, codes in _acr.items() if name != "Exclusions"] + \
+    [("Exclusions", _acr.get("Exclusions", []))]
 
 
 def _svc(request: Request) -> Any:

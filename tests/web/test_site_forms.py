@@ -397,3 +397,15 @@ def test_site_pages_carry_no_inline_script_style_or_handler(services, users):
         assert "</script>" not in html.replace('defer></script>', '') and " style=" not in html, path
         assert not re.search(r"\son[a-z]+=", html), path
     assert coord.get("/ui/static/site.js").status_code == 200
+
+
+def test_the_visit_form_is_built_from_the_study_metadata():
+    """Issue 17: the forms come from the data dictionary (GET /study/metadata), not from a second list: every
+    item the metadata lists is on the form layout, and nothing else."""
+    from api.web import site
+    from application.study_metadata import study_metadata
+
+    md = study_metadata()
+    on_form = {f"acr_eular.{c}" for _, codes in site.ACR_GROUPS for c in codes} | \
+        {f"mrss.{c}" for c in site.MIDLINE} | {f"mrss.{c}" for _, r, lft in site.PAIRED for c in (r, lft)}
+    assert on_form == set(md["item_codes"]) and list(site.ITEM_CODES) == md["item_codes"]
