@@ -136,6 +136,11 @@ USER_COLUMNS = (("username", "username"), ("full_name", "full name"), ("role", "
                 ("active", "active"), ("locked", "locked"), ("created_at", "created (UTC)"), ("id", "id"))
 
 
+def _shown(value) -> str:
+    """A cell as a person reads it: yes / no for a flag, not Python's True / False."""
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
+
+
 @users_cli.command("list")
 def users_list(
     as_json: bool = typer.Option(False, "--json", help="A JSON array of the accounts (every field, nothing cut)"),
@@ -157,7 +162,7 @@ def users_list(
         sys.stdout.write(json.dumps(users, ensure_ascii=False, indent=2) + "\n")
     elif not sys.stdout.isatty():  # a pipe or a file: whole values, one account a line, nothing wrapped or cut
         def cell(value) -> str:
-            return " ".join(str(value).split())  # a tab or newline in a name must not split the row
+            return " ".join(_shown(value).split())  # a tab or newline in a name must not split the row
 
         sys.stdout.write("\t".join(title for _, title in USER_COLUMNS) + "\n")
         for u in users:
@@ -165,7 +170,7 @@ def users_list(
     else:
         table = Table(*(title for _, title in USER_COLUMNS[:-1]))
         for u in users:
-            table.add_row(*(str(u[key]) for key, _ in USER_COLUMNS[:-1]))
+            table.add_row(*(_shown(u[key]) for key, _ in USER_COLUMNS[:-1]))
         out.print(table)
 
 

@@ -219,6 +219,7 @@ def test_users_list_is_whole_when_piped_and_json_on_request(store_url, tmp_path)
     rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
     assert rows["alena"][1:4] == [LONG_NAME, "investigator", "MINSK"]  # nothing cut, wrapped or padded
     assert rows["dana"][2:4] == ["data_manager", "*"]
+    assert rows["alena"][4:6] == ["yes", "no"]  # active, locked: words, not Python's True / False
 
     as_json = cli(["users", "list", "--json"], env)
     users = {u["username"]: u for u in json.loads(as_json.stdout)}
