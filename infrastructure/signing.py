@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -37,9 +38,17 @@ class Ed25519Signer:
         )
 
 
+@functools.lru_cache(maxsize=16)
+def _public_key(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
 def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    """Whether ``signature`` is the Ed25519 signature of ``data`` under the raw ``public_key``. The parsed key
+    is kept (a few keys at most: ours and those of heads kept elsewhere), since sealing checks the tail's
+    signature in every transaction that finds the log extended by another process."""
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+        _public_key(bytes(public_key)).verify(signature, data)
     except (InvalidSignature, ValueError):
         return False
     return True
