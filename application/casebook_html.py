@@ -27,13 +27,8 @@ th { background: #e8e8e8; }
 
 
 def _v(value: Any) -> str:
-    if value is None:
-        return "<i>(none)</i>"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        return escape(", ".join(f"{k}: {v}" for k, v in value.items()))
-    return escape(str(value))
+    """A value as the HTML shows it: the text of ``_t``, escaped; none in italics."""
+    return "<i>(none)</i>" if value is None else escape(_t(value))
 
 
 def _history(rows: list[dict[str, Any]]) -> str:
