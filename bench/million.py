@@ -67,26 +67,33 @@ def _postgres_settings(settings: Any, base_url: str) -> Any:
     return settings.model_copy(update={"database_url": url})
 
 
+def open_million_store(args: Any, directory: Path) -> Any:
+    """The services over the million-event store in ``directory`` (or the PostgreSQL schema with --store
+    postgres), writing the synthetic trial into it first when it holds fewer than 90 % of the events wanted."""
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = _settings(directory)
+    if getattr(args, "store", "sqlite") == "postgres":
+        settings = _postgres_settings(settings, getattr(args, "postgres_url", None) or postgres_base_url())
+    setup_store(settings)
+    svc = build(settings, follow=False)
+    wanted = getattr(args, "million_events", 1_000_000)
+    if (svc.app.recorder.max_notification_id() or 0) < wanted * 0.9:
+        t0 = time.perf_counter()
+        generate(svc.app, participants=wanted // EVENTS_PER_PARTICIPANT + 1, seed=2022)
+        print(f"  wrote {svc.app.recorder.max_notification_id():,} events in {time.perf_counter() - t0:.0f} s")
+    return svc
+
+
 def run(args: Any = None) -> list[dict[str, Any]]:
     if not getattr(args, "million", False):
         return []
     wanted = getattr(args, "million_events", 1_000_000)
     keep = getattr(args, "million_store", None)
     with tempfile.TemporaryDirectory(prefix="trialaudit-bench-million-") as tmp:
-        directory = Path(keep or tmp)
-        directory.mkdir(parents=True, exist_ok=True)
-        settings = _settings(directory)
         store = getattr(args, "store", "sqlite")
-        if store == "postgres":
-            settings = _postgres_settings(settings, getattr(args, "postgres_url", None) or postgres_base_url())
-        setup_store(settings)
-        svc = build(settings, follow=False)
+        svc = open_million_store(args, Path(keep or tmp))
         try:
             app = svc.app
-            if (app.recorder.max_notification_id() or 0) < wanted * 0.9:
-                t0 = time.perf_counter()
-                generate(app, participants=wanted // EVENTS_PER_PARTICIPANT + 1, seed=2022)
-                print(f"  wrote {app.recorder.max_notification_id():,} events in {time.perf_counter() - t0:.0f} s")
             t0 = time.perf_counter()
             svc.projections.catch_up()
             print(f"  read models caught up in {time.perf_counter() - t0:.0f} s")

@@ -107,31 +107,15 @@ def run(args: Any = None) -> list[dict[str, Any]]:
 
 def _million(args: Any, requests: int) -> list[dict[str, Any]]:
     """The same pages over the store bench/million.py writes (reused when there; written as it does when not)."""
-    from api.container import build, setup_store
-    from application.demo import generate
-    from bench._stores import postgres_base_url
-    from bench.million import EVENTS_PER_PARTICIPANT, _postgres_settings
-    from bench.projections import _settings
+    from bench.million import open_million_store
 
-    directory = Path(args.million_store)
-    directory.mkdir(parents=True, exist_ok=True)
-    settings = _settings(directory)
-    store = getattr(args, "store", "sqlite")
-    if store == "postgres":
-        settings = _postgres_settings(settings, getattr(args, "postgres_url", None) or postgres_base_url())
-    setup_store(settings)
-    svc = build(settings, follow=False)
+    svc = open_million_store(args, Path(args.million_store))
     try:
-        wanted = getattr(args, "million_events", 1_000_000)
-        if (svc.app.recorder.max_notification_id() or 0) < 0.9 * wanted:
-            t0 = time.perf_counter()
-            generate(svc.app, participants=wanted // EVENTS_PER_PARTICIPANT + 1, seed=2022)
-            print(f"  wrote {svc.app.recorder.max_notification_id():,} events in {time.perf_counter() - t0:.0f} s")
         t0 = time.perf_counter()
         svc.projections.catch_up()
         print(f"  read models caught up in {time.perf_counter() - t0:.0f} s")
         events = svc.app.recorder.max_notification_id() or 0
-        where = ", PostgreSQL" if store == "postgres" else ", SQLite"
+        where = ", PostgreSQL" if getattr(args, "store", "sqlite") == "postgres" else ", SQLite"
         return rows_for(measure(svc, min(requests, 50)), events, 1000, where)
     finally:
         svc.close()
