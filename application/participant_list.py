@@ -59,11 +59,3 @@ class ParticipantList(Projection):
         cur.execute(f"UPDATE participant_list SET {assignments} WHERE id = ?", (*sets.values(), pid))
 
 
-def status_of(row: dict[str, Any]) -> str:
-    if row["withdrawn"]:
-        return "withdrawn"
-    if row["arm"]:
-        return "randomised"
-    if row["eligible"] is None:
-        return "screened"
-    return "eligible" if row["eligible"] else "screen_failed"

@@ -23,7 +23,6 @@ from application.adverse_events import AdverseEventCommands
 from application.audit_queries import AuditQueries
 from application.casebook import CasebookQueries
 from application.locks import LockCommands
-from application.participant_list import status_of
 from application.password_policy import check_password
 from application.ports import AccountStore, ChangeCounter, PasswordHasher
 from application.queries import QueryCommands
@@ -49,7 +48,7 @@ from domain.errors import (
 )
 from domain.casebook import Casebook
 from domain.lock import StudyLock
-from domain.participant import Participant, ScreeningNumberClaim, validate_screening_number
+from domain.participant import Participant, ScreeningNumberClaim, participant_status, validate_screening_number
 from domain.randomisation import AllocationSequence
 from domain.user import LoginAttempt, User, validate_role_site, validate_username
 
@@ -702,7 +701,7 @@ class TrialApplication(AuditQueries, VisitCommands, AdverseEventCommands, Casebo
         rows = self.read_models.store.query(sql + " ORDER BY site, screening_number", params)
         result = []
         for row in rows:
-            row_status = status_of(row)
+            row_status = participant_status(withdrawn=bool(row["withdrawn"]), arm=row["arm"], eligible=None if row["eligible"] is None else bool(row["eligible"]))
             if status is None or row_status == status:
                 result.append({
                     "id": row["id"], "screening_number": row["screening_number"], "site": row["site"],

@@ -19,22 +19,20 @@ from application.scores_projection import row_view
 from application.views import event_view, iso, lock_view, sdv_view, signature_view
 from domain import access
 from domain.audit import SYSTEM_ACTOR, Actor, make_stamp
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.errors import Conflict, InvalidInput
 from domain.participant import Participant
 from domain.schedule import (
     ANCHOR_RULE,
     INFUSION,
     PRIMARY_ENDPOINT,
     RULE_BY_CODE,
-    UNSCHEDULED,
     VISIT_CODES,
     VISIT_LABELS,
-    days_outside,
     reanchored,
     schedule_for,
 )
 from domain.trial import ARM_TREG, ARMS
-from domain.visit import Visit, parse_date, validate_item_code
+from domain.visit import Visit, parse_date, validate_item_code, visit_status
 
 OUTCOME_RULE = (
     "primary outcome (a) at M12 per arm: ACR/EULAR 2013 total (rule acr_eular_2013/category-maxima-v1) and "
@@ -45,14 +43,6 @@ OUTCOME_RULE = (
 
 def _blank_to_none(reason: Any) -> Any:
     return None if isinstance(reason, str) and not reason.strip() else reason
-
-
-def visit_status(held_on: str | None, window_start: str | None, window_end: str | None, code: str) -> str:
-    if held_on is None:
-        return "planned" if code == UNSCHEDULED else "scheduled"
-    start = None if window_start is None else dt.date.fromisoformat(window_start)
-    end = None if window_end is None else dt.date.fromisoformat(window_end)
-    return "held_out_of_window" if days_outside(dt.date.fromisoformat(held_on), start, end) else "held"
 
 
 def visit_view(v: Visit) -> dict[str, Any]:

@@ -79,3 +79,14 @@ def require(actor: Actor, action: str, site: str | None = None) -> None:
         raise PermissionDenied(
             f"a {actor.role} at site {actor.site} has no access to site {site}'s participants"
         )
+
+
+def scope_site(actor: Actor, action: str, site: str | None = None) -> str | None:
+    """The one site-scoping rule of every listing: the action must be allowed; a site-bound user sees
+    only their own site (asking for another is refused), anyone else the site asked for, or all (None)."""
+    require(actor, action)
+    if is_site_bound(actor):
+        if site not in (None, actor.site):
+            require(actor, action, site)
+        return actor.site
+    return site

@@ -225,15 +225,7 @@ class Participant(AuditedAggregate):
     # ----------------------------------------------------------------- derived state
     @property
     def status(self) -> str:
-        if self.withdrawal_reason is not None:
-            return "withdrawn"
-        if self.arm is not None:
-            return "randomised"
-        if self.eligible is False:
-            return "screen_failed"
-        if self.eligible is True:
-            return "eligible"
-        return "screened"
+        return participant_status(withdrawn=self.withdrawal_reason is not None, arm=self.arm, eligible=self.eligible)
 
     @property
     def consented(self) -> bool:
@@ -453,3 +445,14 @@ class Participant(AuditedAggregate):
                 changes.append(change("eligible", before, after))
         self._record(self.FieldCorrected, stamp, changes, field=field, old_value=old_value, new_value=new_value)
         return changes
+
+
+def participant_status(*, withdrawn: bool, arm: str | None, eligible: bool | None) -> str:
+    """The one status rule of a participant, used by the aggregate and by its read model."""
+    if withdrawn:
+        return "withdrawn"
+    if arm:
+        return "randomised"
+    if eligible is None:
+        return "screened"
+    return "eligible" if eligible else "screen_failed"

@@ -291,9 +291,7 @@ class Visit(Signable, Lockable, AuditedAggregate):
 
     @property
     def status(self) -> str:
-        if self.held_on is None:
-            return "scheduled" if self.code != UNSCHEDULED else "planned"
-        return "held_out_of_window" if self.out_of_window else "held"
+        return visit_status(self.held_on, self.window_start, self.window_end, self.code)
 
     @property
     def out_of_window(self) -> bool:
@@ -443,3 +441,10 @@ class Visit(Signable, Lockable, AuditedAggregate):
     def _require_reason(stamp: dict, what: str) -> None:
         if not isinstance(stamp.get("reason"), str):
             raise InvalidInput.one("reason", f"{what} after its first entry needs a reason (R5)")
+
+
+def visit_status(held_on: str | None, window_start: str | None, window_end: str | None, code: str) -> str:
+    """The one status rule of a visit, used by the aggregate and by its read model."""
+    if held_on is None:
+        return "planned" if code == UNSCHEDULED else "scheduled"
+    return "held_out_of_window" if days_outside(dt.date.fromisoformat(held_on), _d(window_start), _d(window_end)) else "held"
